@@ -1,0 +1,214 @@
+"""Turning objects into payload bytes and back.
+
+* :func:`dumps` / :func:`loads`: pickle, as LUTE does. ``loads`` maps the class paths of
+  ``lute.execution.ipc`` (``Message``, ``TaskRequest``...) to the classes of
+  :mod:`lute_ipc.message`, always, whether or not LUTE is installed, so a consumer sees
+  one set of types. Payloads that do not mention LUTE's module take the plain
+  ``pickle.loads`` fast path.
+* :class:`RestrictedUnpickler` / :func:`restricted_loads` / :func:`make_restricted_loads`:
+  an allow-list unpickler for data from peers that are not trusted.
+* :func:`frame_tag`, :func:`generate_key`, :func:`parse_key`: the HMAC-SHA256 pieces of
+  authenticated frames.
+
+Pure functions only: no I/O, no logging, no global state changed after import.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import pickle
+import re
+import secrets
+from typing import Any, Callable, FrozenSet, Iterable, Optional, Tuple, Union
+
+from . import message as _message
+from .errors import ConfigurationError, ForbiddenClass
+
+__all__ = [
+    "PICKLE_PROTOCOL",
+    "LEGACY_MODULE",
+    "dumps",
+    "loads",
+    "compat_loads",
+    "CompatUnpickler",
+    "RestrictedUnpickler",
+    "restricted_loads",
+    "make_restricted_loads",
+    "DEFAULT_ALLOWED_GLOBALS",
+    "TAG_SIZE",
+    "KEY_SIZE",
+    "frame_tag",
+    "generate_key",
+    "parse_key",
+]
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+PICKLE_PROTOCOL: int = pickle.DEFAULT_PROTOCOL
+"""Protocol used by :func:`dumps`: the interpreter's default, as LUTE uses."""
+
+LEGACY_MODULE: str = "lute.execution.ipc"
+"""LUTE's module; its mirrored classes are decoded as lute_ipc's own."""
+_LEGACY_MARK: bytes = LEGACY_MODULE.encode()
+_LEGACY_RE = re.compile(re.escape(_LEGACY_MARK))
+
+MIRRORED_NAMES: FrozenSet[str] = frozenset(
+    {
+        "Party",
+        "Message",
+        "TaskRequest",
+        "TaskResponse",
+        "TaskRequestMessage",
+        "TaskResponseMessage",
+        "TaskMetadataMessage",
+    }
+)
+"""Names of ``lute.execution.ipc`` that lute_ipc mirrors in :mod:`lute_ipc.message`."""
+
+_pickle_dumps = pickle.dumps
+_pickle_loads = pickle.loads
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle ``obj`` the way every lute_ipc writer does."""
+    return _pickle_dumps(obj, PICKLE_PROTOCOL)
+
+
+def _mirrored_class(module: str, name: str) -> Optional[Any]:
+    if module == LEGACY_MODULE and name in MIRRORED_NAMES:
+        return getattr(_message, name)
+    return None
+
+
+class CompatUnpickler(pickle.Unpickler):
+    """A full (trusting) unpickler that maps LUTE's mirrored classes to lute_ipc's."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        mirrored = _mirrored_class(module, name)
+        if mirrored is not None:
+            return mirrored
+        return super().find_class(module, name)
+
+
+def compat_loads(data: Buffer) -> Any:
+    """Unpickle ``data`` with :class:`CompatUnpickler` (no fast path)."""
+    return CompatUnpickler(io.BytesIO(data)).load()
+
+
+def loads(data: Buffer) -> Any:
+    """Unpickle a payload, decoding LUTE's classes as lute_ipc's (trusting: full pickle)."""
+    if _LEGACY_RE.search(data) is None:
+        return _pickle_loads(data)
+    return compat_loads(data)
+
+
+# --------------------------------------------------------------------------- restricted
+def _numpy_globals() -> FrozenSet[Tuple[str, str]]:
+    names = set()
+    for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        names.update({(core, "_reconstruct"), (core, "scalar")})
+    for numeric in ("numpy.core.numeric", "numpy._core.numeric"):
+        names.add((numeric, "_frombuffer"))
+    names.update({("numpy", "ndarray"), ("numpy", "dtype")})
+    return frozenset(names)
+
+
+DEFAULT_ALLOWED_GLOBALS: FrozenSet[Tuple[str, str]] = frozenset(
+    {("builtins", n) for n in (
+        "bool", "int", "float", "complex", "str", "bytes", "bytearray", "list", "tuple",
+        "dict", "set", "frozenset", "range", "slice", "object",
+    )}
+    | {("copyreg", "_reconstructor"), ("_codecs", "encode")}
+    | {("collections", n) for n in ("OrderedDict", "deque", "defaultdict", "Counter")}
+    | {("datetime", n) for n in ("date", "time", "datetime", "timedelta", "timezone")}
+    | {("decimal", "Decimal"), ("fractions", "Fraction"), ("uuid", "UUID")}
+    | {("lute_ipc.message", n) for n in MIRRORED_NAMES}
+    | _numpy_globals()
+)
+"""Globals the restricted unpickler resolves: plain data types, Messages, numpy arrays.
+
+numpy entries only resolve when numpy is importable (otherwise the import fails as usual).
+"""
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only allow-listed globals.
+
+    Anything else raises :class:`~lute_ipc.errors.ForbiddenClass` before it is imported,
+    so a hostile pickle cannot name ``os.system`` or any other callable.
+
+    Args:
+        file: a binary file-like object to read the pickle from.
+        allowed: extra ``(module, name)`` pairs (or classes) to allow on top of
+            :data:`DEFAULT_ALLOWED_GLOBALS`.
+    """
+
+    def __init__(self, file: Any, *, allowed: Iterable[Union[Tuple[str, str], type]] = ()) -> None:
+        super().__init__(file)
+        extra = _normalise_allowed(allowed)
+        self._allowed = DEFAULT_ALLOWED_GLOBALS | extra if extra else DEFAULT_ALLOWED_GLOBALS
+
+    def find_class(self, module: str, name: str) -> Any:
+        mirrored = _mirrored_class(module, name)
+        if mirrored is not None:
+            return mirrored
+        if (module, name) not in self._allowed:
+            raise ForbiddenClass(module, name)
+        return super().find_class(module, name)
+
+
+def _normalise_allowed(allowed: Iterable[Union[Tuple[str, str], type]]) -> FrozenSet[Tuple[str, str]]:
+    pairs = set()
+    for item in allowed:
+        if isinstance(item, type):
+            pairs.add((item.__module__, item.__qualname__))
+        else:
+            module, name = item
+            pairs.add((str(module), str(name)))
+    return frozenset(pairs)
+
+
+def restricted_loads(data: Buffer) -> Any:
+    """Unpickle ``data`` allowing only :data:`DEFAULT_ALLOWED_GLOBALS`."""
+    return RestrictedUnpickler(io.BytesIO(data)).load()
+
+
+def make_restricted_loads(allowed: Iterable[Union[Tuple[str, str], type]] = ()) -> Callable[[Buffer], Any]:
+    """Return a ``loads`` function like :func:`restricted_loads` that also allows ``allowed``."""
+    extra = tuple(allowed)
+    _normalise_allowed(extra)  # validate now, not at the first message
+
+    def loads_restricted(data: Buffer) -> Any:
+        return RestrictedUnpickler(io.BytesIO(data), allowed=extra).load()
+
+    return loads_restricted
+
+
+# --------------------------------------------------------------------------- HMAC
+TAG_SIZE: int = 32
+"""Bytes of an HMAC-SHA256 tag."""
+KEY_SIZE: int = 32
+"""Bytes of a generated per-run key."""
+_MIN_KEY_SIZE = 16
+
+
+def frame_tag(key: bytes, authenticated: Buffer) -> bytes:
+    """HMAC-SHA256 of ``authenticated`` (a frame's head, length and payload) under ``key``."""
+    return hmac.digest(key, authenticated, "sha256")
+
+
+def generate_key() -> bytes:
+    """A fresh random per-run key."""
+    return secrets.token_bytes(KEY_SIZE)
+
+
+def parse_key(text: str) -> bytes:
+    """Decode a key given as hex (the form of ``LUTE_IPC_KEY``); raise ConfigurationError if unusable."""
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        raise ConfigurationError("LUTE_IPC_KEY must be a hexadecimal string") from None
+    if len(key) < _MIN_KEY_SIZE:
+        raise ConfigurationError(f"LUTE_IPC_KEY must hold at least {_MIN_KEY_SIZE} bytes ({2 * _MIN_KEY_SIZE} hex digits)")
+    return key
