@@ -398,9 +398,7 @@ cdef class FrameDecoder:
                 if _is_head_prefix(buf + pos, end - pos):
                     self._keep(buf, pos, end, offset, 0)
                     return 0
-                pos = self._fail(_spec._bad_head(
-                    offset + pos,
-                    PyBytes_FromStringAndSize(<const char*>buf + pos, min(HEAD_SIZE, end - pos))), pos)
+                pos = self._fail(_spec._bad_head(offset + pos, buf[pos]), pos)
                 continue
 
             # Length digits.

@@ -124,8 +124,8 @@ def _check_decoder_options(max_frame_size: int, loads: Optional[Loads], on_error
         raise UsageError("on_error must be callable or None")
 
 
-def _bad_head(offset: int, head: bytes) -> BadHeader:
-    return BadHeader(f"no frame head at stream offset {offset}: {head!r}", offset=offset)
+def _bad_head(offset: int, first_byte: int) -> BadHeader:
+    return BadHeader(f"no frame head at stream offset {offset} (byte 0x{first_byte:02x})", offset=offset)
 
 
 def _bad_length(offset: int) -> BadHeader:
@@ -318,7 +318,7 @@ class FrameDecoder:
                 if len(head) < _HEAD_SIZE and (PLAIN_HEAD.startswith(head) or AUTH_HEAD.startswith(head)):
                     self._keep(data, pos, end, offset)
                     return
-                pos = self._fail(_bad_head(offset + pos, head), pos)
+                pos = self._fail(_bad_head(offset + pos, data[pos]), pos)
                 continue
 
             # Length digits.

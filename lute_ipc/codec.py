@@ -15,6 +15,7 @@ Pure functions only: no I/O, no logging, no global state changed after import.
 
 from __future__ import annotations
 
+import _compat_pickle
 import hmac
 import io
 import pickle
@@ -75,6 +76,13 @@ def dumps(obj: Any) -> bytes:
     return _pickle_dumps(obj, PICKLE_PROTOCOL)
 
 
+def _python3_name(module: str, name: str) -> Tuple[str, str]:
+    """Map a Python 2 global name (protocol < 3 pickles) to its Python 3 name, as pickle does."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
 def _mirrored_class(module: str, name: str) -> Optional[Any]:
     if module == LEGACY_MODULE and name in MIRRORED_NAMES:
         return getattr(_message, name)
@@ -132,6 +140,22 @@ numpy entries only resolve when numpy is importable (otherwise the import fails 
 """
 
 
+def _no_size_argument(kind: type) -> Callable[..., Any]:
+    """``kind`` (bytes/bytearray) as a pickle callable that refuses ``kind(n)``: n zero bytes is a memory bomb."""
+
+    def construct(*args: Any) -> Any:
+        if args and isinstance(args[0], int):
+            raise pickle.UnpicklingError(f"restricted unpickler refuses {kind.__name__}(<int>)")
+        return kind(*args)
+
+    construct.__name__ = construct.__qualname__ = kind.__name__
+    return construct
+
+
+_GUARDED_CALLABLES = {("builtins", "bytes"): _no_size_argument(bytes),
+                      ("builtins", "bytearray"): _no_size_argument(bytearray)}
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that resolves only allow-listed globals.
 
@@ -153,8 +177,13 @@ class RestrictedUnpickler(pickle.Unpickler):
         mirrored = _mirrored_class(module, name)
         if mirrored is not None:
             return mirrored
+        # Python 2 names only occur in protocol < 3 pickles; pickle maps them the same way.
+        module, name = _python3_name(module, name)
         if (module, name) not in self._allowed:
             raise ForbiddenClass(module, name)
+        guarded = _GUARDED_CALLABLES.get((module, name))
+        if guarded is not None:
+            return guarded
         return super().find_class(module, name)
 
 
