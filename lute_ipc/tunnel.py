@@ -1,0 +1,176 @@
+"""An ssh tunnel from a private local Unix socket to the Executor's Unix socket on another host.
+
+Used by a Task whose ``LUTE_EXECUTOR_HOST`` is not this machine while Unix sockets are in
+use (LUTE's cross-host path). The tunnel is ``ssh -N -T -L <local>:<remote> <host>`` in
+batch mode (never prompts) with ``ExitOnForwardFailure``; :meth:`SshTunnel.open` returns
+once the local socket accepts connections (polling ``connect``, bounded by a timeout) and
+raises :class:`~lute_ipc.errors.TunnelError` with ssh's own error output when ssh fails.
+
+How to reach the host is ssh's business: ``ssh_options`` (constructor) or the
+environment variable ``LUTE_SSH_OPTIONS`` (shell words, e.g. ``-F ~/.ssh/lute_config``)
+are passed to ``ssh`` before the destination, so an alias in an ssh config file can name
+the real host name, port, user and key. The local socket lives in a private (0700)
+directory that :meth:`SshTunnel.close` removes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from types import TracebackType
+from typing import List, Optional, Sequence, Type
+
+from .errors import TunnelError, UsageError
+
+__all__ = ["SshTunnel", "DEFAULT_TUNNEL_TIMEOUT"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TUNNEL_TIMEOUT = 15.0
+"""Seconds :meth:`SshTunnel.open` waits for the tunnel to accept connections."""
+
+_BASE_OPTIONS = (
+    "-N",  # no remote command: the tunnel lives until it is stopped
+    "-T",  # no tty
+    "-o", "BatchMode=yes",  # never ask for a password or a host key confirmation
+    "-o", "ExitOnForwardFailure=yes",
+    "-o", "StreamLocalBindUnlink=yes",
+    "-o", "ServerAliveInterval=30",
+    "-o", "LogLevel=ERROR",
+)
+
+
+class SshTunnel:
+    """Forward a private local Unix socket to ``remote_socket`` on ``destination`` over ssh.
+
+    Args:
+        destination: the ssh destination (host name, ``user@host`` or a config alias).
+        remote_socket: path of the Executor's Unix socket on that host.
+        ssh_options: extra ``ssh`` arguments placed before the destination (``-F``, ``-p``,
+            ``-i``, ``-o ...``).
+        ssh_command: the ssh client to run.
+        timeout: seconds to wait for the tunnel to accept connections.
+    """
+
+    def __init__(
+        self,
+        destination: str,
+        remote_socket: str,
+        *,
+        ssh_options: Sequence[str] = (),
+        ssh_command: str = "ssh",
+        timeout: float = DEFAULT_TUNNEL_TIMEOUT,
+    ) -> None:
+        if not destination:
+            raise UsageError("the ssh destination must not be empty")
+        self.destination = destination
+        self.remote_socket = remote_socket
+        self.ssh_options = list(ssh_options)
+        self.ssh_command = ssh_command
+        self.timeout = float(timeout)
+        self._dir: Optional[str] = None
+        self._proc: Optional[subprocess.Popen] = None
+        self.local_socket: Optional[str] = None
+
+    def command(self, local_socket: str) -> List[str]:
+        """The ssh command line for forwarding ``local_socket``."""
+        return [self.ssh_command, *_BASE_OPTIONS, *self.ssh_options,
+                "-L", f"{local_socket}:{self.remote_socket}", self.destination]
+
+    @property
+    def running(self) -> bool:
+        """True while the ssh process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def open(self) -> str:
+        """Start ssh and wait until the tunnel accepts; return the local socket path."""
+        if self._proc is not None:
+            return self.local_socket  # type: ignore[return-value]
+        if shutil.which(self.ssh_command) is None:
+            raise TunnelError(f"cannot open an ssh tunnel to {self.destination}: the ssh client "
+                              f"{self.ssh_command!r} is not installed (or not on PATH); install openssh-client "
+                              "or use TCP (set LUTE_USE_TCP)")
+        self._dir = tempfile.mkdtemp(prefix="lute-tunnel-")
+        self.local_socket = os.path.join(self._dir, "executor.sock")
+        cmd = self.command(self.local_socket)
+        logger.debug("opening ssh tunnel to %s: %s", self.destination, " ".join(cmd))
+        try:
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as exc:
+            self.close()
+            raise TunnelError(f"cannot start {self.ssh_command!r}: {exc}") from exc
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.close()
+            raise
+        return self.local_socket
+
+    def _wait_until_ready(self) -> None:
+        assert self._proc is not None and self.local_socket is not None
+        deadline = time.monotonic() + self.timeout
+        delay = 0.005
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                raise TunnelError(f"ssh tunnel to {self.destination} failed (ssh exit code {code}): "
+                                  f"{self._stderr() or 'no error output'}. Check that 'ssh "
+                                  f"{' '.join(self.ssh_options + [self.destination])}' works without a "
+                                  "password and that the Executor socket exists there.")
+            if self._accepts():
+                return
+            if time.monotonic() >= deadline:
+                raise TunnelError(f"ssh tunnel to {self.destination} did not accept connections within "
+                                  f"{self.timeout:g} s (ssh still running); check the network and the "
+                                  "ssh options (LUTE_SSH_OPTIONS)")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _accepts(self) -> bool:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(self.local_socket)
+            return True
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+        finally:
+            probe.close()
+
+    def _stderr(self) -> str:
+        if self._proc is None or self._proc.stderr is None:
+            return ""
+        try:
+            return self._proc.stderr.read().decode(errors="replace").strip()
+        except (OSError, ValueError):
+            return ""
+
+    def close(self) -> None:
+        """Stop ssh and remove the local socket and its directory. Idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> "SshTunnel":
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        self.close()
