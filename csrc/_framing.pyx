@@ -16,6 +16,10 @@ from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.buffer cimport PyBUF_READ
 from libc.string cimport memcmp, memcpy, memchr
 
+cdef extern from "string.h" nogil:
+    # GNU/BSD extension (Python.h defines _GNU_SOURCE); two-way search, vectorised by glibc.
+    void* memmem(const void* haystack, size_t haystacklen, const void* needle, size_t needlelen)
+
 import hmac as _hmac
 import pickle as _pickle
 
@@ -109,16 +113,7 @@ cdef inline Py_ssize_t _head_prefix_suffix(const unsigned char* buf, Py_ssize_t 
 
 cdef inline bint _contains(const unsigned char* buf, Py_ssize_t n,
                            const char* needle, Py_ssize_t m) noexcept nogil:
-    cdef const unsigned char* hit
-    cdef Py_ssize_t pos = 0
-    while n - pos >= m:
-        hit = <const unsigned char*>memchr(buf + pos, needle[0], n - pos - m + 1)
-        if hit == NULL:
-            return False
-        if memcmp(hit, needle, m) == 0:
-            return True
-        pos = hit - buf + 1
-    return False
+    return n >= m and memmem(buf, <size_t>n, needle, <size_t>m) != NULL
 
 
 cdef inline Py_ssize_t _digit_count(Py_ssize_t value) noexcept nogil:
