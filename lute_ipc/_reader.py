@@ -17,6 +17,7 @@ holding an incomplete frame that receives no byte for ``idle_timeout`` seconds i
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import selectors
@@ -60,15 +61,21 @@ class ReaderStats:
 
 
 class _Connection:
-    __slots__ = ("sock", "decoder", "last_activity", "name", "close_reason", "logged")
+    __slots__ = ("sock", "serial", "decoder", "accepted", "last_activity", "name", "close_reason", "logged")
 
-    def __init__(self, sock: socket.socket, name: str, now: float) -> None:
+    def __init__(self, sock: socket.socket, serial: int, address: Any, now: float) -> None:
         self.sock = sock
-        self.name = name
+        self.serial = serial
+        self.name = f"connection #{serial}" + (f" from {address}" if address else "")
+        self.accepted = now
         self.decoder: Any = None
         self.last_activity = now
         self.close_reason: Optional[str] = None
         self.logged: set = set()
+
+
+def _serial_of(conn: _Connection) -> int:
+    return conn.serial
 
 
 def _count_error(stats: ReaderStats, error: ProtocolError) -> None:
@@ -195,6 +202,9 @@ class StreamReader(_ReaderThread):
         self._next_sweep = 0.0
         self._selector: Optional[selectors.BaseSelector] = None
         self._connections: Dict[int, _Connection] = {}
+        self._connections_by_serial: Dict[int, _Connection] = {}
+        # Connections that have sent nothing yet, oldest first (serial -> connection).
+        self._fresh: Dict[int, _Connection] = {}
         self._buffer = bytearray(_RECV_SIZE)
         self._view = memoryview(self._buffer)
         self._serial = 0
@@ -214,16 +224,24 @@ class StreamReader(_ReaderThread):
 
     def _step(self) -> None:
         assert self._selector is not None
+        ready: List[_Connection] = []
         for key, _ in self._selector.select(self._tick):
             data = key.data
             if data is _LISTENER:
-                self._accept()
+                ready.extend(self._accept())
             elif data is _WAKE:
                 self._drain_wake()
             else:
-                self._receive(data)
+                ready.append(data)
+        if len(ready) > 1:
+            ready.sort(key=_serial_of)
+        for conn in ready:
             if self._stopping:
                 return
+            if self._fresh and conn.serial > next(iter(self._fresh)):
+                self._catch_up(conn.serial)
+            if conn.serial in self._connections_by_serial:
+                self._receive(conn)
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + self._tick
@@ -237,27 +255,52 @@ class StreamReader(_ReaderThread):
             self._selector = None
 
     # ------------------------------------------------------------------ connections
-    def _accept(self) -> None:
+    def _catch_up(self, serial: int) -> None:
+        """Read connections accepted before ``serial`` that have not sent anything yet.
+
+        Keeps LUTE's one-connection-per-message writers in order: a connection accepted
+        before its bytes arrived is read before any younger connection. Only connections
+        younger than one second count, so idle connections cost nothing here.
+        """
+        horizon = time.monotonic() - 1.0
+        for older in list(self._fresh.values()):
+            if older.serial >= serial:
+                break
+            if older.accepted < horizon:
+                self._fresh.pop(older.serial, None)
+                continue
+            self._receive(older)
+
+    def _accept(self) -> List[_Connection]:
+        accepted: List[_Connection] = []
         for _ in range(64):  # bounded so one burst cannot starve open connections
             try:
                 sock, address = self._listener.accept()
             except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # EMFILE, ECONNABORTED...: log, retry on next readiness
+                return accepted
+            except OSError as exc:  # EMFILE, ECONNABORTED...: free a descriptor, retry on next readiness
                 self.stats.internal_errors += 1
                 logger.warning("accept() failed: %s", exc)
-                time.sleep(0.01)
-                return
+                if exc.errno in (errno.EMFILE, errno.ENFILE) and self._connections:
+                    self._evict(time.monotonic())
+                else:
+                    time.sleep(0.01)
+                return accepted
             now = time.monotonic()
             if len(self._connections) >= self.max_connections:
                 self._evict(now)
             sock.setblocking(False)
             self._serial += 1
-            conn = _Connection(sock, f"connection #{self._serial}" + (f" from {address}" if address else ""), now)
+            conn = _Connection(sock, self._serial, address, now)
             conn.decoder = self._make_decoder(self._error_callback(conn))
             self._connections[sock.fileno()] = conn
+            self._connections_by_serial[conn.serial] = conn
+            self._fresh[conn.serial] = conn
             self._selector.register(sock, selectors.EVENT_READ, conn)  # type: ignore[union-attr]
             self.stats.connections_accepted += 1
+            # Read at once what is already there (one wake-up less per connection).
+            accepted.append(conn)
+        return accepted
 
     def _evict(self, now: float) -> None:
         victim = min(self._connections.values(), key=lambda c: c.last_activity)
@@ -299,6 +342,8 @@ class StreamReader(_ReaderThread):
             self._close(conn, None)
             return
         conn.last_activity = time.monotonic()
+        if self._fresh:
+            self._fresh.pop(conn.serial, None)
         self.stats.bytes_received += size
         messages = conn.decoder.feed(self._view[:size])
         if messages:
@@ -318,6 +363,8 @@ class StreamReader(_ReaderThread):
         fd = conn.sock.fileno()
         if self._connections.pop(fd, None) is None:
             return
+        self._connections_by_serial.pop(conn.serial, None)
+        self._fresh.pop(conn.serial, None)
         try:
             self._selector.unregister(conn.sock)  # type: ignore[union-attr]
         except (KeyError, ValueError):

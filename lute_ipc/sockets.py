@@ -83,8 +83,9 @@ class SocketCommunicator(Communicator):
         bind_host: address the Executor binds on TCP (default ``LUTE_BIND_HOST``, else all
             interfaces).
         max_frame_size: largest accepted payload (bytes), default 64 MiB.
-        max_connections: raw Executor: connections open at once (default 1024); at the limit
-            the connection idle the longest is closed to admit a new one.
+        max_connections: raw Executor: connections open at once (default 1024, or half the
+            process's open-file limit if lower); at the limit the connection idle the longest
+            is closed to admit a new one (a Task's writer reconnects on its next write).
         idle_timeout: raw Executor: seconds a connection may hold an incomplete frame
             without sending a byte before it is closed (default 60).
         queue_size: messages buffered for :meth:`read` before the reader stops reading
@@ -116,7 +117,7 @@ class SocketCommunicator(Communicator):
         loads: Optional[Callable[[Any], Any]] = None,
         bind_host: Optional[str] = None,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-        max_connections: int = 1024,
+        max_connections: Optional[int] = None,
         idle_timeout: float = 60.0,
         queue_size: int = 100_000,
         linger: float = 5.0,
@@ -125,6 +126,8 @@ class SocketCommunicator(Communicator):
         tunnel_timeout: float = DEFAULT_TUNNEL_TIMEOUT,
     ) -> None:
         super().__init__(party=party, use_pickle=use_pickle)
+        if max_connections is None:
+            max_connections = default_max_connections()
         if max_connections < 1 or idle_timeout <= 0 or queue_size < 1 or linger < 0:
             raise UsageError("max_connections and queue_size must be >= 1, idle_timeout > 0 and linger >= 0")
         self._use_zmq_arg = use_zmq
@@ -488,6 +491,19 @@ class SocketCommunicator(Communicator):
 
 
 # ---------------------------------------------------------------------- helpers
+def default_max_connections() -> int:
+    """1024, or half the soft open-file limit when that is lower (at least 16)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 1024
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(16, min(1024, soft // 2))
+
+
 def _remove_stale_socket(path: str) -> None:
     """Remove a socket file nobody listens on; refuse to take over a live one or a non-socket."""
     try:

@@ -1,0 +1,1 @@
+"""Child scripts (Task processes) and helpers for the socket transport tests."""

@@ -1,0 +1,401 @@
+"""SocketCommunicator end to end: real processes, real sockets, raw and ZeroMQ, Unix and TCP loopback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+
+import pytest
+
+from lute_ipc import Message, Party, SocketCommunicator, framing
+from lute_ipc import sockets as sockets_module
+from lute_ipc.errors import CommunicatorClosed, ConfigurationError, TransportError, UsageError
+from tests.socket_tasks.helpers import (
+    TRANSPORTS,
+    child_env,
+    clear_lute_env,
+    collect,
+    executor,
+    finish,
+    start_task,
+    use_transport,
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_lute_env(monkeypatch)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Sets the environment for one transport; the value is use_zmq."""
+    return use_transport(monkeypatch, request.param)
+
+
+def contents_of(messages):
+    return [m.contents for m in messages]
+
+
+# --------------------------------------------------------------------------- basics
+def test_in_process_round_trip(transport: bool) -> None:
+    with executor(transport) as ex:
+        task = SocketCommunicator(Party.TASK, use_zmq=transport)
+        task.delayed_setup()
+        for i in range(200):
+            task.write(Message(contents=i, signal="TASK_LOG"))
+        got = collect(ex, 200, 10)
+        task.clear_communicator()
+        assert [m.contents for m in got] == list(range(200))
+        assert all(m.signal == "TASK_LOG" for m in got)
+        assert ex.stats.messages == 200 and ex.stats.auth_failures == 0
+
+
+def test_environment_exported_and_restored(transport: bool) -> None:
+    ex = executor(transport)
+    try:
+        assert os.environ["LUTE_EXECUTOR_HOST"]
+        assert len(bytes.fromhex(os.environ["LUTE_IPC_KEY"])) == 32
+        if "LUTE_USE_TCP" in os.environ:
+            assert int(os.environ["LUTE_PORT"]) > 0
+            assert "LUTE_SOCKET" not in os.environ
+        else:
+            path = os.environ["LUTE_SOCKET"]
+            assert os.stat(path).st_mode & 0o777 == 0o600
+            assert os.stat(os.path.dirname(path)).st_mode & 0o777 == 0o700
+    finally:
+        ex.clear_communicator()
+    for name in ("LUTE_PORT", "LUTE_SOCKET", "LUTE_IPC_KEY"):
+        assert name not in os.environ
+
+
+def test_executor_uses_variables_set_before_it(monkeypatch: pytest.MonkeyPatch, tmp_path, transport: bool) -> None:
+    """Variables the user set are used and left alone; a Task started later finds the Executor."""
+    key = "ab" * 32
+    monkeypatch.setenv("LUTE_IPC_KEY", key)
+    if "LUTE_USE_TCP" in os.environ:
+        import socket
+
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        monkeypatch.setenv("LUTE_PORT", str(port))
+    else:
+        monkeypatch.setenv("LUTE_SOCKET", str(tmp_path / "user.sock"))
+    with executor(transport) as ex:
+        if "LUTE_USE_TCP" in os.environ:
+            assert ex.address.endswith(f":{port}")
+        else:
+            assert ex.address == str(tmp_path / "user.sock")
+        proc = start_task("writer.py", 50, "persistent-exit", "small", env=child_env(transport))
+        got = collect(ex, 50, 20, [proc])
+        finish(proc)
+    assert [c[1] for c in contents_of(got)] == list(range(50))
+    assert os.environ["LUTE_IPC_KEY"] == key
+    assert not (tmp_path / "user.sock").exists()
+
+
+def test_stale_socket_file_is_replaced_but_live_one_refused(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    import socket
+
+    path = str(tmp_path / "s.sock")
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()  # the file stays, nobody listens
+    monkeypatch.setenv("LUTE_SOCKET", path)
+    with executor(False) as ex:
+        with pytest.raises(ConfigurationError, match="already listening"):
+            SocketCommunicator(Party.EXECUTOR, use_zmq=False).delayed_setup()
+        assert ex.address == path
+
+
+def test_read_wait_and_has_messages(transport: bool) -> None:
+    with executor(transport) as ex:
+        start = time.monotonic()
+        assert ex.read() == Message()
+        assert time.monotonic() - start < 0.5
+        start = time.monotonic()
+        assert ex.read(wait=0.3) == Message()
+        assert 0.25 <= time.monotonic() - start < 2
+        assert not ex.has_messages
+        assert ex.read_many(10, wait=0.05) == []
+        task = SocketCommunicator(Party.TASK, use_zmq=transport)
+        task.delayed_setup()
+        for i in range(5):
+            task.write(Message(contents=i))
+        deadline = time.monotonic() + 5
+        while len(ex._queue) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ex.has_messages
+        assert ex.read(wait=1).contents == 0
+        assert [m.contents for m in ex.read_many(3)] == [1, 2, 3]
+        assert ex.read(wait=1).contents == 4
+        # a writer in another thread wakes a blocked read at once
+        threading.Timer(0.2, task.write, [Message(contents="late")]).start()
+        assert ex.read(wait=5).contents == "late"
+        assert not task.has_messages
+        task.clear_communicator()
+
+
+def test_api_misuse_is_reported() -> None:
+    ex = SocketCommunicator(Party.EXECUTOR, use_zmq=False)
+    with pytest.raises(UsageError, match="delayed_setup"):
+        ex.read()
+    with pytest.raises(UsageError):
+        ex.write(Message())
+    ex.delayed_setup()
+    ex.delayed_setup()  # idempotent
+    ex.clear_communicator()
+    ex.clear_communicator()  # idempotent
+    with pytest.raises(CommunicatorClosed):
+        ex.read()
+    with pytest.raises(CommunicatorClosed):
+        ex.delayed_setup()
+    task = SocketCommunicator(Party.TASK, use_zmq=False)
+    with pytest.raises(UsageError):
+        task.read()
+    with pytest.raises(UsageError):
+        SocketCommunicator(Party.EXECUTOR, queue_size=0)
+
+
+# --------------------------------------------------------------------------- Task set-up errors
+def test_task_without_environment_gets_clear_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigurationError, match="LUTE_EXECUTOR_HOST"):
+        SocketCommunicator(Party.TASK, use_zmq=False).delayed_setup()
+    monkeypatch.setenv("LUTE_EXECUTOR_HOST", "localhost")
+    with pytest.raises(ConfigurationError, match="LUTE_SOCKET"):
+        SocketCommunicator(Party.TASK, use_zmq=False).delayed_setup()
+    monkeypatch.setenv("LUTE_SOCKET", "/nonexistent/lute.sock")
+    with pytest.raises(TransportError, match="Is the Executor running"):
+        SocketCommunicator(Party.TASK, use_zmq=False).delayed_setup()
+    monkeypatch.setenv("LUTE_USE_TCP", "1")
+    with pytest.raises(ConfigurationError, match="LUTE_IPC_KEY"):
+        SocketCommunicator(Party.TASK, use_zmq=False).delayed_setup()
+    monkeypatch.setenv("LUTE_IPC_KEY", "00" * 32)
+    with pytest.raises(ConfigurationError, match="LUTE_PORT"):
+        SocketCommunicator(Party.TASK, use_zmq=False).delayed_setup()
+    monkeypatch.setenv("LUTE_PORT", "not-a-port")
+    with pytest.raises(ConfigurationError, match="LUTE_PORT"):
+        SocketCommunicator(Party.TASK, use_zmq=True).delayed_setup()
+
+
+def test_task_process_without_environment_fails_clearly() -> None:
+    proc = start_task("writer.py", 1, "persistent-exit", "small", env=child_env(False))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert b"ConfigurationError" in err and b"LUTE_EXECUTOR_HOST is not set" in err
+
+
+# --------------------------------------------------------------------------- streaming
+@pytest.mark.parametrize("count", [100_000])
+def test_persistent_connection_streams_in_order(transport: bool, count: int) -> None:
+    """100k messages on one connection arrive complete and in order while it stays open."""
+    with executor(transport) as ex:
+        proc = start_task("writer.py", count, "persistent", "small", env=child_env(transport), stdin=subprocess.PIPE)
+        got = collect(ex, count, 120, [proc])
+        still_open = proc.poll() is None  # the Task waits on stdin: its connection is still open
+        proc.stdin.close()
+        finish(proc)
+    assert still_open
+    assert len(got) == count
+    assert [c[1] for c in contents_of(got)] == list(range(count))
+    if not transport:
+        assert ex.stats.connections_accepted == 1
+
+
+def test_connection_per_message(transport: bool) -> None:
+    """LUTE's pattern: a new communicator (connection) per message, 1,000 times."""
+    count = 1000
+    with executor(transport) as ex:
+        proc = start_task("writer.py", count, "per-message", "small", env=child_env(transport))
+        got = collect(ex, count, 120, [proc])
+        finish(proc)
+    indexes = [c[1] for c in contents_of(got)]
+    assert sorted(indexes) == list(range(count))
+    if not transport:  # raw: connections are served in the order they were made
+        assert indexes == list(range(count))
+        assert ex.stats.connections_accepted == count
+
+
+@pytest.mark.parametrize("mode", ["persistent-exit", "per-message"])
+def test_payloads_containing_frame_markers(transport: bool, mode: str) -> None:
+    count = 300
+    with executor(transport) as ex:
+        proc = start_task("writer.py", count, mode, "gsm", env=child_env(transport))
+        got = collect(ex, count, 60, [proc])
+        finish(proc)
+    from tests.socket_tasks.writer import payload_for
+
+    assert sorted(contents_of(got), key=lambda c: c[1]) == [("t", i, payload_for("gsm", i)) for i in range(count)]
+    assert ex.stats.framing_errors == 0
+
+
+def test_sixteen_concurrent_tasks(transport: bool) -> None:
+    tasks, count = 16, 2000
+    with executor(transport) as ex:
+        procs = [start_task("writer.py", count if i % 4 else 100, "persistent-exit" if i % 4 else "per-message",
+                            "small", f"task{i}", env=child_env(transport)) for i in range(tasks)]
+        expected = sum(count if i % 4 else 100 for i in range(tasks))
+        got = collect(ex, expected, 120, procs)
+        for proc in procs:
+            finish(proc)
+    per_task = defaultdict(list)
+    for tag, i, _ in contents_of(got):
+        per_task[tag].append(i)
+    assert len(got) == expected
+    for t in range(tasks):
+        n = count if t % 4 else 100
+        assert sorted(per_task[f"task{t}"]) == list(range(n))
+        if t % 4:  # a persistent connection keeps its order
+            assert per_task[f"task{t}"] == list(range(n))
+
+
+def test_writes_from_many_threads(transport: bool) -> None:
+    threads, count = 8, 500
+    with executor(transport) as ex:
+        task = SocketCommunicator(Party.TASK, use_zmq=transport)
+        task.delayed_setup()
+
+        def work(t: int) -> None:
+            for i in range(count):
+                task.write(Message(contents=(t, i)))
+
+        workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        got = collect(ex, threads * count, 30)
+        task.clear_communicator()
+    per_thread = defaultdict(list)
+    for t, i in contents_of(got):
+        per_thread[t].append(i)
+    assert all(per_thread[t] == list(range(count)) for t in range(threads))
+
+
+def test_backpressure_bounds_the_queue_and_loses_nothing(transport: bool) -> None:
+    queue_size, count = 200, 20_000
+    with executor(transport, queue_size=queue_size) as ex:
+        proc = start_task("writer.py", count, "persistent-exit", "small", env=child_env(transport))
+        time.sleep(1.0)  # nobody reads: the reader must stop reading
+        queued = len(ex._queue)
+        assert queue_size <= queued < queue_size + 5000  # full, bounded by one read's worth
+        got = collect(ex, count, 60, [proc])
+        finish(proc)
+    assert [c[1] for c in contents_of(got)] == list(range(count))
+    assert ex.stats.backpressure_waits > 0
+
+
+def test_reconnect_after_executor_dropped_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At max_connections the Executor closes the connection idle the longest; its Task reconnects."""
+    use_transport(monkeypatch, ("raw", "tcp"))
+    import socket
+
+    with executor(False, max_connections=1) as ex:
+        task = SocketCommunicator(Party.TASK, use_zmq=False)
+        task.delayed_setup()
+        task.write(Message(contents="first"))
+        assert ex.read(wait=5).contents == "first"
+        intruder = socket.create_connection(("127.0.0.1", int(os.environ["LUTE_PORT"])))
+        deadline = time.monotonic() + 5
+        while ex.stats.connections_evicted == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ex.stats.connections_evicted == 1
+        time.sleep(0.05)
+        task.write(Message(contents="second"))
+        assert ex.read(wait=5).contents == "second"
+        intruder.close()
+        task.clear_communicator()
+
+
+# --------------------------------------------------------------------------- compatibility
+def test_original_lute_frames_are_read(monkeypatch: pytest.MonkeyPatch, transport: bool) -> None:
+    """LUTE's writer (plain frames, one connection per message, pickles of lute.execution.ipc.Message)."""
+    tcp = "LUTE_USE_TCP" in os.environ
+    count = 200
+    # On TCP an original Task cannot sign: its Executor must allow unsigned frames.
+    with executor(transport, require_auth=False if tcp else None) as ex:
+        proc = start_task("lute_writer.py", count, env=child_env(transport))
+        got = collect(ex, count, 60, [proc])
+        finish(proc)
+    assert all(type(m) is Message for m in got)
+    assert sorted(c[1] for c in contents_of(got)) == list(range(count))
+    assert {c[2] for c in contents_of(got)} == {"plain", "a;;;GSM"}
+
+
+def test_original_lute_frames_rejected_on_tcp_with_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_transport(monkeypatch, ("raw", "tcp"))
+    with executor(False) as ex:
+        proc = start_task("lute_writer.py", 3, env=child_env(False))
+        finish(proc)
+        time.sleep(0.3)
+        assert ex.read(wait=0.2) == Message()
+        assert ex.stats.auth_failures == 3
+
+
+def test_pure_python_task_against_cython_executor(transport: bool) -> None:
+    if framing.IMPLEMENTATION != "cython":
+        pytest.skip("this Executor runs the pure-Python core (extension not built or LUTE_IPC_PURE_PYTHON set)")
+    with executor(transport) as ex:
+        proc = start_task("implementation.py", 500, env=child_env(transport, {"LUTE_IPC_PURE_PYTHON": "1"}))
+        got = collect(ex, 502, 30, [proc])
+        finish(proc)
+    assert got[0] == Message(contents="python", signal="TASK_STARTED")
+    assert [m.contents for m in got[1:-1]] == [("impl", i, ";;;GSM" * (i % 3)) for i in range(500)]
+    assert got[-1].signal == "TASK_DONE"
+
+
+# --------------------------------------------------------------------------- USE_ZMQ default
+@pytest.mark.parametrize("value,expected", [(None, True), ("0", False), ("1", True), ("no", True)])
+def test_use_zmq_default_follows_lute(value, expected) -> None:
+    env = child_env()
+    env.pop("LUTE_USE_ZMQ", None)
+    if value is not None:
+        env["LUTE_USE_ZMQ"] = value
+    code = ("import logging, os; before = dict(os.environ); import lute_ipc.sockets as s; "
+            "assert dict(os.environ) == before; assert not logging.getLogger().handlers; print(s.USE_ZMQ)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(expected)
+
+
+def test_module_default_used_when_use_zmq_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sockets_module, "USE_ZMQ", False)
+    assert SocketCommunicator(Party.EXECUTOR).use_zmq is False
+    monkeypatch.setattr(sockets_module, "USE_ZMQ", True)
+    assert SocketCommunicator(Party.EXECUTOR).use_zmq is True
+    assert SocketCommunicator(Party.EXECUTOR, use_zmq=False).use_zmq is False
+
+
+# --------------------------------------------------------------------------- shutdown
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_no_leaked_threads_fds_or_files(transport: bool) -> None:
+    def cycle() -> str:
+        ex = executor(transport)
+        task = SocketCommunicator(Party.TASK, use_zmq=transport)
+        task.delayed_setup()
+        for i in range(100):
+            task.write(Message(contents=i))
+        assert len(collect(ex, 100, 10)) == 100
+        task.clear_communicator()
+        address = ex.address
+        ex.clear_communicator()
+        return address
+
+    cycle()  # warm up (imports, lazily created objects)
+    threads, fds = set(threading.enumerate()), _fds()
+    addresses = [cycle() for _ in range(3)]
+    assert set(threading.enumerate()) == threads
+    assert _fds() == fds
+    if "LUTE_USE_TCP" not in os.environ:
+        for address in addresses:
+            assert not os.path.exists(address)
+            assert not os.path.exists(os.path.dirname(address))
