@@ -318,7 +318,7 @@ class StreamReader(_ReaderThread):
         def on_error(error: ProtocolError) -> None:
             _count_error(stats, error)
             kind = type(error).__name__
-            if isinstance(error, (AuthenticationError, FrameTooLarge)):
+            if isinstance(error, (AuthenticationError, FrameTooLarge)) and conn.close_reason is None:
                 conn.close_reason = f"{kind}: {error}"
             if kind not in conn.logged:
                 conn.logged.add(kind)
@@ -349,7 +349,7 @@ class StreamReader(_ReaderThread):
         if messages:
             self._deliver(messages)
         if conn.close_reason is not None:
-            self._close(conn, conn.close_reason)
+            self._close(conn, None)  # the reason was logged when it was found
 
     def _close_idle(self, now: float) -> None:
         limit = self.idle_timeout
