@@ -30,6 +30,7 @@ from lute_ipc.errors import UsageError
 __all__ = [
     "PLAIN_HEAD", "PLAIN_TRAILER", "AUTH_HEAD", "AUTH_TRAILER", "SEPARATOR", "TAG_SIZE",
     "MAX_LENGTH_DIGITS", "DEFAULT_MAX_FRAME_SIZE", "encode_frame", "encode_payload", "FrameDecoder",
+    "MixedStreamSplitter", "SignalTokenizer",
 ]
 
 PLAIN_HEAD = _spec.PLAIN_HEAD
@@ -196,6 +197,8 @@ cdef class FrameDecoder:
     # Full size of the pending frame once its header is known, else 0.
     cdef Py_ssize_t _psize
     cdef bint _skipping
+    # True while feed_eof() salvages the frames inside a truncated one.
+    cdef bint _at_eof
 
     def __cinit__(self):
         self._pbuf = NULL
@@ -222,6 +225,7 @@ cdef class FrameDecoder:
         self._psize = 0
         self._poffset = 0
         self._skipping = False
+        self._at_eof = False
 
     @property
     def buffered(self):
@@ -311,19 +315,25 @@ cdef class FrameDecoder:
         return out
 
     def feed_eof(self):
-        """Declare the end of the stream: an incomplete frame left over is reported."""
-        cdef bytes pending
+        """Declare the end of the stream and return the frames it still completes."""
+        cdef list out = []
+        cdef unsigned char* detached
+        cdef Py_ssize_t plen
+        cdef long long poffset
         if self._plen:
-            pending = PyBytes_FromStringAndSize(<char*>self._pbuf, self._plen)
-            self._plen = 0
-            self._psize = 0
-            self.skipped_bytes += len(pending)
-            self._skipping = False
-            self._report(_spec._truncated(self._poffset, pending))
-        self._plen = 0
-        self._psize = 0
+            detached = self._detach(&plen, &poffset)
+            try:
+                self._report(_spec._truncated(
+                    poffset, PyBytes_FromStringAndSize(<char*>detached, plen)))
+                self._skipping = True
+                self.skipped_bytes += 1
+                self._at_eof = True
+                self._scan(detached, 1, plen, poffset, out)
+            finally:
+                self._at_eof = False
+                PyMem_Free(detached)
         self._skipping = False
-        return []
+        return out
 
     # ------------------------------------------------------------------ internals
     cdef int _report(self, object error) except -1:
@@ -334,6 +344,11 @@ cdef class FrameDecoder:
 
     cdef Py_ssize_t _fail(self, object error, Py_ssize_t at) except -1:
         self._report(error)
+        self._skipping = True
+        self.skipped_bytes += 1
+        return at + 1
+
+    cdef inline Py_ssize_t _skip_incomplete(self, Py_ssize_t at) noexcept:
         self._skipping = True
         self.skipped_bytes += 1
         return at + 1
@@ -379,7 +394,7 @@ cdef class FrameDecoder:
             if self._skipping:
                 found = _find_head(buf, pos, end)
                 if found < 0:
-                    keep = _head_prefix_suffix(buf, pos, end)
+                    keep = 0 if self._at_eof else _head_prefix_suffix(buf, pos, end)
                     self.skipped_bytes += end - keep - pos
                     if keep:
                         self._keep(buf, end - keep, end, offset, 0)
@@ -391,6 +406,9 @@ cdef class FrameDecoder:
             # A frame must start at pos.
             if not _is_head(buf + pos, end - pos, &authenticated):
                 if _is_head_prefix(buf + pos, end - pos):
+                    if self._at_eof:
+                        pos = self._skip_incomplete(pos)
+                        continue
                     self._keep(buf, pos, end, offset, 0)
                     return 0
                 pos = self._fail(_spec._bad_head(offset + pos, buf[pos]), pos)
@@ -419,6 +437,9 @@ cdef class FrameDecoder:
                 continue
             if end - cursor < SEP_SIZE:
                 if memcmp(buf + cursor, C_SEP, end - cursor) == 0:
+                    if self._at_eof:
+                        pos = self._skip_incomplete(pos)
+                        continue
                     self._keep(buf, pos, end, offset, 0)
                     return 0
                 pos = self._fail(_spec._bad_length(offset + pos), pos)
@@ -433,6 +454,9 @@ cdef class FrameDecoder:
             tag_end = payload_end + (C_TAG_SIZE if authenticated else 0)
             frame_end = tag_end + TRAILER_SIZE
             if frame_end > end:
+                if self._at_eof:
+                    pos = self._skip_incomplete(pos)
+                    continue
                 self._keep(buf, pos, end, offset, frame_end - pos)
                 return 0
             if memcmp(buf + tag_end, C_AUTH_TRAILER if authenticated else C_PLAIN_TRAILER, TRAILER_SIZE) != 0:
@@ -459,3 +483,6 @@ cdef class FrameDecoder:
                 continue
             self._deliver(buf + payload_start, length, offset + frame_start, out)
         return 0
+
+
+include "_splitter.pxi"

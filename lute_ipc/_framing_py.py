@@ -51,6 +51,8 @@ __all__ = [
     "encode_frame",
     "encode_payload",
     "FrameDecoder",
+    "MixedStreamSplitter",
+    "SignalTokenizer",
 ]
 
 PLAIN_HEAD = b"MSG;;;"
@@ -215,6 +217,8 @@ class FrameDecoder:
         self._pending_size = 0
         # True inside a run of bad bytes whose error has been reported already.
         self._skipping = False
+        # True while feed_eof() salvages the frames inside a truncated one.
+        self._at_eof = False
 
     # ------------------------------------------------------------------ public
     @property
@@ -260,19 +264,28 @@ class FrameDecoder:
         return out
 
     def feed_eof(self) -> List[Any]:
-        """Declare the end of the stream: an incomplete frame left over is reported.
+        """Declare the end of the stream and return the frames it still completes.
 
-        Returns an empty list (kept for symmetry with :meth:`feed`). The decoder is reset
-        and may be fed a new stream afterwards.
+        An incomplete frame left over is reported as one :class:`TruncatedFrame` holding all
+        its bytes. Because its length may have lied, its bytes are then searched for whole
+        frames, which are returned (nothing valid is lost). The decoder is reset and may be
+        fed a new stream afterwards.
         """
+        out: List[Any] = []
         if self._pending:
-            pending = bytes(self._pending)
-            self._report(_truncated(self._pending_offset, pending))
-            self.skipped_bytes += len(pending)
-        self._pending = bytearray()
-        self._pending_size = 0
+            pending, offset = bytes(self._pending), self._pending_offset
+            self._pending = bytearray()
+            self._pending_size = 0
+            self._report(_truncated(offset, pending))
+            self._skipping = True
+            self.skipped_bytes += 1
+            self._at_eof = True
+            try:
+                self._scan(pending, 1, len(pending), offset, out)
+            finally:
+                self._at_eof = False
         self._skipping = False
-        return []
+        return out
 
     # ------------------------------------------------------------------ internals
     def _report(self, error: ProtocolError) -> None:
@@ -283,6 +296,12 @@ class FrameDecoder:
     def _fail(self, error: ProtocolError, at: int) -> int:
         """Report ``error`` for the frame starting at ``at``; resume scanning after its first byte."""
         self._report(error)
+        self._skipping = True
+        self.skipped_bytes += 1
+        return at + 1
+
+    def _skip_incomplete(self, at: int) -> int:
+        """At EOF, an incomplete frame is part of the truncated region already reported: skip a byte."""
         self._skipping = True
         self.skipped_bytes += 1
         return at + 1
@@ -302,7 +321,7 @@ class FrameDecoder:
             if self._skipping:
                 found = _HEAD_RE.search(data, pos, end)
                 if found is None:
-                    keep = _longest_head_prefix_suffix(data, pos, end)
+                    keep = 0 if self._at_eof else _longest_head_prefix_suffix(data, pos, end)
                     self.skipped_bytes += end - keep - pos
                     if keep:
                         self._keep(data, end - keep, end, offset)
@@ -316,6 +335,9 @@ class FrameDecoder:
             if not authenticated and not data.startswith(PLAIN_HEAD, pos):
                 head = bytes(data[pos:min(end, pos + _HEAD_SIZE)])
                 if len(head) < _HEAD_SIZE and (PLAIN_HEAD.startswith(head) or AUTH_HEAD.startswith(head)):
+                    if self._at_eof:
+                        pos = self._skip_incomplete(pos)
+                        continue
                     self._keep(data, pos, end, offset)
                     return
                 pos = self._fail(_bad_head(offset + pos, data[pos]), pos)
@@ -344,6 +366,9 @@ class FrameDecoder:
                 continue
             if end - cursor < len(SEPARATOR):
                 if SEPARATOR.startswith(bytes(data[cursor:end])):
+                    if self._at_eof:
+                        pos = self._skip_incomplete(pos)
+                        continue
                     self._keep(data, pos, end, offset)
                     return
                 pos = self._fail(_bad_length(offset + pos), pos)
@@ -358,6 +383,9 @@ class FrameDecoder:
             tag_end = payload_end + (TAG_SIZE if authenticated else 0)
             frame_end = tag_end + _TRAILER_SIZE
             if frame_end > end:
+                if self._at_eof:
+                    pos = self._skip_incomplete(pos)
+                    continue
                 self._keep(data, pos, end, offset, frame_end - pos)
                 return
             trailer = AUTH_TRAILER if authenticated else PLAIN_TRAILER
@@ -393,3 +421,6 @@ class FrameDecoder:
                 continue
             out.append(obj)
             self.frames += 1
+
+
+from ._splitter_py import MixedStreamSplitter, SignalTokenizer  # noqa: E402

@@ -304,3 +304,33 @@ def test_original_lute_frames_decode_to_our_message(impl: ModuleType, chunk: int
     assert found == []
     assert out == [Message("hello", "TASK_LOG")] * 3
     assert all(type(m) is Message for m in out)
+
+
+@pytest.mark.parametrize("chunk", CHUNKINGS)
+def test_frames_swallowed_by_a_lying_length_are_salvaged_at_eof(impl: ModuleType, chunk: int) -> None:
+    """A length that lies (within the limit) hides later frames until EOF; EOF delivers them."""
+    later = [Message("later-1"), Message("later-2")]
+    lying = b"MSG;;;5000;;;" + b"".join(impl.encode_frame(m) for m in later)
+    decoder = impl.FrameDecoder(on_error=(found := []).append)
+    out: List[Any] = []
+    pieces = [lying] if chunk == 0 else [lying[i:i + chunk] for i in range(0, len(lying), chunk)]
+    for piece in pieces:
+        out += decoder.feed(piece)
+    assert out == []  # still waiting for 5000 bytes
+    out += decoder.feed_eof()
+    assert out == later
+    assert [type(e) for e in found] == [errors.TruncatedFrame]
+    assert found[0].pending == lying  # the whole region is reported too
+    assert decoder.buffered == 0
+
+
+def test_eof_salvage_is_linear(impl: ModuleType) -> None:
+    """Nested lying heads at EOF do not make feed_eof quadratic (or report one error each)."""
+    decoder = impl.FrameDecoder(loads=None, on_error=(found := []).append)
+    decoder.feed(b"MSG;;;9999999;;;" * 20000)  # 320 KB pending, every length beyond it
+    import time
+
+    start = time.perf_counter()
+    assert decoder.feed_eof() == []
+    assert time.perf_counter() - start < 5  # quadratic would be ~10^4 x slower than linear
+    assert len(found) == 1 and decoder.skipped_bytes == 16 * 20000
