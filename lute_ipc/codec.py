@@ -30,6 +30,7 @@ __all__ = [
     "PICKLE_PROTOCOL",
     "LEGACY_MODULE",
     "dumps",
+    "dumps_lute_names",
     "loads",
     "compat_loads",
     "CompatUnpickler",
@@ -81,6 +82,40 @@ def _python3_name(module: str, name: str) -> Tuple[str, str]:
     if (module, name) in _compat_pickle.NAME_MAPPING:
         return _compat_pickle.NAME_MAPPING[(module, name)]
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
+class _LuteNamesPickler(pickle._Pickler):  # type: ignore[name-defined,misc]
+    """Pure-Python pickler that names lute_ipc's mirrored classes by LUTE's class paths.
+
+    Only ``save_global`` is changed, for exactly the classes of :data:`MIRRORED_NAMES`;
+    everything else pickles as usual. LUTE need not be installed: the names are written, not
+    looked up.
+    """
+
+    def save_global(self, obj: Any, name: Optional[str] = None) -> None:
+        if isinstance(obj, type) and obj.__module__ == _message.__name__ and obj.__name__ in MIRRORED_NAMES \
+                and getattr(_message, obj.__name__) is obj:
+            if self.proto >= 4:
+                self.save(LEGACY_MODULE)
+                self.save(obj.__name__)
+                self.write(pickle.STACK_GLOBAL)
+            else:
+                self.write(pickle.GLOBAL + f"{LEGACY_MODULE}\n{obj.__name__}\n".encode())
+            self.memoize(obj)
+            return
+        super().save_global(obj, name)
+
+
+def dumps_lute_names(obj: Any) -> bytes:
+    """Pickle ``obj`` naming Message & co. as ``lute.execution.ipc`` classes.
+
+    For peers that may be original LUTE code (e.g. replies on a LUTE Task's stdin, where LUTE
+    checks ``isinstance(x, lute.execution.ipc.Message)``). lute_ipc's own decoders map the
+    names back. Slower than :func:`dumps` (pure-Python pickler): for low-rate traffic.
+    """
+    buffer = io.BytesIO()
+    _LuteNamesPickler(buffer, PICKLE_PROTOCOL).dump(obj)
+    return buffer.getvalue()
 
 
 def _mirrored_class(module: str, name: str) -> Optional[Any]:

@@ -122,3 +122,34 @@ def test_restricted_loads_refuses_allocation_bombs(name: bytes) -> None:
     bomb = b"\x80\x02cbuiltins\n" + name + b"\n\x8a\x05\x00\x00\x00\x00\x10\x85R."  # name(2**36)
     with pytest.raises(pickle.UnpicklingError):
         codec.restricted_loads(bomb)
+
+
+@pytest.mark.parametrize("obj", [
+    Message("x", "TASK_LOG"), TaskRequestMessage(TaskRequest({"a": 1}, "other")),
+    [Message(1), {"k": Party.TASK}], Message(Message("nested")),
+])
+def test_dumps_lute_names_round_trip_and_never_names_lute_ipc(obj: object) -> None:
+    data = codec.dumps_lute_names(obj)
+    assert b"lute_ipc" not in data and b"lute.execution.ipc" in data
+    assert codec.loads(data) == obj
+    assert codec.restricted_loads(data) == obj
+
+
+def test_dumps_lute_names_decodes_as_lute_classes_in_a_lute_process(tmp_path) -> None:
+    """A process where lute.execution.ipc exists (a stand-in module here) gets LUTE's own classes."""
+    import subprocess
+    import sys
+
+    package = tmp_path / "lute" / "execution"
+    package.mkdir(parents=True)
+    (tmp_path / "lute" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "ipc.py").write_text(
+        "from dataclasses import dataclass\nfrom typing import Any, Optional\n"
+        "@dataclass\nclass Message:\n    contents: Optional[Any] = None\n    signal: Optional[str] = None\n")
+    data = codec.dumps_lute_names(Message("hi", "TASK_RESPONSE"))
+    code = ("import pickle, sys; from lute.execution.ipc import Message; "
+            "m = pickle.loads(sys.stdin.buffer.read()); assert isinstance(m, Message), type(m); print(m.contents, m.signal)")
+    result = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(tmp_path)!r}); {code}"],
+                            input=data, capture_output=True, timeout=60)
+    assert result.stdout.decode().strip() == "hi TASK_RESPONSE", result.stderr.decode()
