@@ -1,0 +1,139 @@
+"""Interoperability with the real LUTE package (lute-lcls 0.3.0), peer against peer.
+
+LUTE runs only in child processes (importing it configures logging and writes os.environ).
+CI installs the package (`pip install --no-deps lute-lcls==0.3.0`); without it these tests
+skip locally, and fail under CI so they can never be skipped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, List, Tuple
+
+import pytest
+
+from lute_ipc import Message, Party, SocketCommunicator, TaskRequest, TaskRequestMessage, TaskMetadataMessage
+
+PEERS = Path(__file__).parent / "interop_peers"
+pytestmark = pytest.mark.interop
+
+
+def _lute_importable() -> bool:
+    probe = subprocess.run([sys.executable, "-c", "import lute.execution.ipc"], capture_output=True, timeout=120)
+    return probe.returncode == 0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def lute_package() -> None:
+    if not _lute_importable():
+        if os.environ.get("CI"):
+            pytest.fail("lute-lcls 0.3.0 is not installed: .ci/run must install it")
+        pytest.skip("lute-lcls 0.3.0 is not installed (pip install --no-deps lute-lcls==0.3.0 typing_extensions)")
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("LUTE_SOCKET", "LUTE_PORT", "LUTE_USE_TCP", "LUTE_EXECUTOR_HOST", "LUTE_IPC_KEY", "LUTE_USE_ZMQ"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+
+
+def _read_all(comm: SocketCommunicator, count: int, timeout: float = 60) -> List[Message]:
+    out: List[Message] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < count and time.monotonic() < deadline:
+        msg = comm.read(wait=0.2)
+        if msg.contents is not None or msg.signal is not None:
+            out.append(msg)
+    return out
+
+
+SPECS: List[Tuple[str, Any, Any]] = [
+    ("Message", "started", "TASK_STARTED"),
+    ("Message", {"result": [1, 2, 3]}, "TASK_RESULT"),
+    ("Message", "log line with ;;;GSM and ;;; and MSG;;;3;;;inside", "TASK_LOG"),
+    ("Message", b"binary ;;;GSM\x80\x04 payload", "TASK_RESULT"),
+    ("TaskRequestMessage", {"request": "RUNNING_TASKS", "for_manager": True}, None),
+    ("TaskMetadataMessage", {"key": "value"}, None),
+    ("Message", "after the separator payloads", "TASK_DONE"),
+]
+
+
+def _expected() -> List[Message]:
+    out: List[Message] = []
+    for kind, contents, signal in SPECS:
+        if kind == "TaskRequestMessage":
+            out.append(TaskRequestMessage(TaskRequest(**contents)))
+        elif kind == "TaskMetadataMessage":
+            out.append(TaskMetadataMessage(contents))
+        else:
+            out.append(Message(contents, signal))
+    return out
+
+
+@pytest.mark.parametrize("zmq", [False, True], ids=["raw", "zmq"])
+def test_lute_task_to_lute_ipc_executor(clean_env: None, zmq: bool) -> None:
+    """LUTE Task-side SocketCommunicator (one connection per message) -> our Executor: all delivered, our types."""
+    with SocketCommunicator(Party.EXECUTOR, use_zmq=zmq) as comm:
+        comm.delayed_setup()
+        child = subprocess.run([sys.executable, str(PEERS / "lute_socket_task.py"), "1" if zmq else "0"],
+                               input=pickle.dumps(SPECS), capture_output=True, timeout=120, env=dict(os.environ))
+        assert child.returncode == 0, child.stderr.decode()[-2000:]
+        got = _read_all(comm, len(SPECS))
+    assert got == _expected()
+    assert [type(m) for m in got] == [type(m) for m in _expected()]
+
+
+@pytest.mark.parametrize("zmq", [False, True], ids=["raw", "zmq"])
+def test_lute_ipc_task_to_lute_executor(clean_env: None, zmq: bool) -> None:
+    """Our Task-side SocketCommunicator -> LUTE's Executor-side SocketCommunicator: delivered."""
+    sent = [Message(i, "TASK_LOG") for i in range(20)] + [Message({"done": True}, "TASK_DONE")]
+    peer = subprocess.Popen([sys.executable, str(PEERS / "lute_socket_executor.py"), "1" if zmq else "0",
+                             str(len(sent)), "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ))
+    try:
+        assert peer.stdout is not None
+        env = json.loads(peer.stdout.readline())
+        os.environ.update(env)
+        with SocketCommunicator(Party.TASK, use_zmq=zmq) as task:
+            task.delayed_setup()
+            for msg in sent:
+                task.write(msg)
+        out, err = peer.communicate(timeout=120)
+    finally:
+        if peer.poll() is None:
+            peer.kill()
+            peer.wait()
+    assert peer.returncode == 0, err.decode()[-2000:]
+    received = pickle.loads(bytes.fromhex(out.decode().strip().splitlines()[-1]))
+    assert [(contents, signal) for _, _, contents, signal in received] == [(repr(m.contents), m.signal) for m in sent]
+
+
+def test_lute_executor_loses_frames_after_a_separator_payload(clean_env: None) -> None:
+    """Documents the bug we fix: LUTE's own Executor stalls on a payload containing ';;;'.
+
+    The same messages through our Executor all arrive (test_lute_task_to_lute_ipc_executor).
+    """
+    sent = [Message("before"), Message("has ;;; inside"), Message("after")]
+    peer = subprocess.Popen([sys.executable, str(PEERS / "lute_socket_executor.py"), "0", str(len(sent)), "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+    try:
+        assert peer.stdout is not None
+        os.environ.update(json.loads(peer.stdout.readline()))
+        for msg in sent:  # one connection per message, as LUTE Tasks do
+            with SocketCommunicator(Party.TASK, use_zmq=False) as task:
+                task.delayed_setup()
+                task.write(msg)
+        out, _ = peer.communicate(timeout=60)
+    finally:
+        if peer.poll() is None:
+            peer.kill()
+            peer.wait()
+    received = [eval(contents) for _, _, contents, _ in pickle.loads(bytes.fromhex(out.decode().strip().splitlines()[-1]))]
+    assert received == ["before"]  # LUTE lost the separator payload and everything after it
