@@ -35,7 +35,6 @@ DEFAULT_TUNNEL_TIMEOUT = 15.0
 """Seconds :meth:`SshTunnel.open` waits for the tunnel to accept connections."""
 
 _BASE_OPTIONS = (
-    "-N",  # no remote command: the tunnel lives until it is stopped
     "-T",  # no tty
     "-o", "BatchMode=yes",  # never ask for a password or a host key confirmation
     "-o", "ExitOnForwardFailure=yes",
@@ -43,6 +42,9 @@ _BASE_OPTIONS = (
     "-o", "ServerAliveInterval=30",
     "-o", "LogLevel=ERROR",
 )
+_REMOTE_COMMAND = "cat"
+"""Runs until its stdin (ours, through ssh) closes. Closing it ends the session; ssh then
+exits once every forwarded connection has drained, so no queued byte is lost on close."""
 
 
 class SshTunnel:
@@ -80,7 +82,7 @@ class SshTunnel:
     def command(self, local_socket: str) -> List[str]:
         """The ssh command line for forwarding ``local_socket``."""
         return [self.ssh_command, *_BASE_OPTIONS, *self.ssh_options,
-                "-L", f"{local_socket}:{self.remote_socket}", self.destination]
+                "-L", f"{local_socket}:{self.remote_socket}", self.destination, _REMOTE_COMMAND]
 
     @property
     def running(self) -> bool:
@@ -100,7 +102,7 @@ class SshTunnel:
         cmd = self.command(self.local_socket)
         logger.debug("opening ssh tunnel to %s: %s", self.destination, " ".join(cmd))
         try:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.PIPE, start_new_session=True)
         except OSError as exc:
             self.close()
@@ -150,11 +152,25 @@ class SshTunnel:
         except (OSError, ValueError):
             return ""
 
-    def close(self) -> None:
-        """Stop ssh and remove the local socket and its directory. Idempotent."""
+    def close(self, drain_timeout: float = 10.0) -> None:
+        """Stop ssh and remove the local socket and its directory. Idempotent.
+
+        Close your connections through the tunnel first: ssh is asked to finish (its remote
+        command's stdin is closed) and given up to ``drain_timeout`` seconds to deliver what
+        those connections sent before it is terminated.
+        """
         proc, self._proc = self._proc, None
         if proc is not None:
-            if proc.poll() is None:
+            if proc.stdin is not None:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
+            try:
+                proc.wait(drain_timeout if proc.poll() is None else 0)
+            except subprocess.TimeoutExpired:
+                logger.warning("ssh tunnel to %s did not finish within %.1f s; terminating it",
+                               self.destination, drain_timeout)
                 proc.terminate()
                 try:
                     proc.wait(5)

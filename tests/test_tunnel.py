@@ -1,0 +1,155 @@
+"""The cross-host Unix path: a Task reaches its Executor's socket through an ssh tunnel.
+
+A real ``sshd`` runs on 127.0.0.1 (high port, private config, generated host and user keys);
+"another host" is the alias ``lute-test-executor`` defined in a private ssh client config
+that the Task receives through ``LUTE_SSH_OPTIONS="-F <config>"``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Dict, Iterator
+
+import pytest
+
+from lute_ipc import Message, Party, SocketCommunicator
+from lute_ipc.errors import TunnelError
+from lute_ipc.tunnel import SshTunnel
+from tests.socket_tasks.helpers import child_env, clear_lute_env, collect, executor, finish, start_task
+
+SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
+ALIAS = "lute-test-executor"
+
+pytestmark = [
+    pytest.mark.skipif(SSHD is None, reason="sshd (openssh-server) is not installed"),
+    pytest.mark.skipif(shutil.which("ssh") is None or shutil.which("ssh-keygen") is None,
+                       reason="ssh/ssh-keygen (openssh-client) is not installed"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, str]]:
+    """A private sshd on 127.0.0.1 and an ssh client config naming it ``lute-test-executor``."""
+    root = tmp_path_factory.mktemp("sshd")
+    _keygen(root / "host_key")
+    _keygen(root / "user_key")
+    shutil.copy(root / "user_key.pub", root / "authorized_keys")
+    port = _free_port()
+    (root / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root / 'host_key'}\nPidFile {root / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {root / 'authorized_keys'}\nStrictModes no\nPubkeyAuthentication yes\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+        "PermitRootLogin prohibit-password\nAllowStreamLocalForwarding yes\nLogLevel ERROR\n")
+    host_key = (root / "host_key.pub").read_text().split()
+    (root / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+    (root / "ssh_config").write_text(
+        f"Host {ALIAS}\n  HostName 127.0.0.1\n  Port {port}\n  User {getpass.getuser()}\n"
+        f"  IdentityFile {root / 'user_key'}\n  IdentitiesOnly yes\n  UserKnownHostsFile {root / 'known_hosts'}\n"
+        "  StrictHostKeyChecking yes\n  GlobalKnownHostsFile /dev/null\n"
+        f"Host lute-test-unreachable\n  HostName 127.0.0.1\n  Port {_free_port()}\n  ConnectTimeout 5\n")
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(root / "sshd_config")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while True:
+        if proc.poll() is not None:
+            pytest.fail("sshd did not start: " + proc.stderr.read().decode(errors="replace"))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("sshd did not listen within 10 s")
+            time.sleep(0.05)
+    yield {"options": f"-F {root / 'ssh_config'}", "config": str(root / "ssh_config")}
+    proc.terminate()
+    proc.wait(10)
+    proc.stderr.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_lute_env(monkeypatch)
+
+
+def _ssh_processes() -> int:
+    out = subprocess.run(["pgrep", "-c", "-x", "ssh"], capture_output=True, text=True)
+    return int(out.stdout.strip() or 0)
+
+
+@pytest.mark.parametrize("use_zmq", [False, True], ids=["raw", "zmq"])
+def test_task_on_another_host_streams_through_the_tunnel(sshd, use_zmq: bool) -> None:
+    count = 2000
+    with executor(use_zmq) as ex:
+        env = child_env(use_zmq, {"LUTE_EXECUTOR_HOST": ALIAS, "LUTE_SSH_OPTIONS": sshd["options"]})
+        proc = start_task("writer.py", count, "persistent-exit", "gsm", env=env)
+        got = collect(ex, count, 60, [proc])
+        finish(proc)
+    assert sorted(m.contents[1] for m in got) == list(range(count))
+    if not use_zmq:
+        assert [m.contents[1] for m in got] == list(range(count))
+
+
+def test_tunnel_is_stopped_and_removed_on_close(sshd, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _ssh_processes()
+    with executor(False) as ex:
+        monkeypatch.setenv("LUTE_EXECUTOR_HOST", ALIAS)
+        task = SocketCommunicator(Party.TASK, use_zmq=False, ssh_options=["-F", sshd["config"]])
+        task.delayed_setup()
+        tunnel = task._tunnel
+        assert tunnel is not None and tunnel.running
+        local = tunnel.local_socket
+        assert os.stat(os.path.dirname(local)).st_mode & 0o777 == 0o700
+        task.write(Message("via ssh"))
+        assert ex.read(wait=10) == Message("via ssh")
+        task.clear_communicator()
+        assert not tunnel.running
+        assert not os.path.exists(os.path.dirname(local))
+    assert _ssh_processes() == before
+
+
+def test_ssh_failure_is_a_clear_tunnel_error(sshd, tmp_path) -> None:
+    tunnel = SshTunnel("lute-test-unreachable", str(tmp_path / "x.sock"), ssh_options=["-F", sshd["config"]],
+                       timeout=20)
+    start = time.monotonic()
+    with pytest.raises(TunnelError) as info:
+        tunnel.open()
+    message = str(info.value)
+    assert "lute-test-unreachable" in message and "ssh exit code 255" in message
+    assert "Connection refused" in message  # ssh's own stderr is included
+    assert time.monotonic() - start < 15
+    assert tunnel.local_socket is not None and not os.path.exists(os.path.dirname(tunnel.local_socket))
+
+
+def test_unknown_host_key_is_refused_in_batch_mode(sshd, tmp_path) -> None:
+    config = Path(sshd["config"]).read_text().replace("UserKnownHostsFile", f"UserKnownHostsFile {tmp_path}/empty #")
+    (tmp_path / "cfg").write_text(config)
+    with pytest.raises(TunnelError, match="(?i)host key"):
+        SshTunnel(ALIAS, str(tmp_path / "x.sock"), ssh_options=["-F", str(tmp_path / "cfg")], timeout=20).open()
+
+
+def test_tunnel_open_timeout(sshd, tmp_path) -> None:
+    # ssh itself stands in for a tunnel that never becomes ready: forward to a path whose
+    # local side cannot be created (its directory is not there), with ExitOnForwardFailure
+    tunnel = SshTunnel(ALIAS, str(tmp_path / "x.sock"), ssh_options=["-F", sshd["config"]], timeout=0.001)
+    with pytest.raises(TunnelError):
+        tunnel.open()
+    assert not tunnel.running
