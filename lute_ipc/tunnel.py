@@ -1,8 +1,10 @@
 """An ssh tunnel from a private local Unix socket to the Executor's Unix socket on another host.
 
 Used by a Task whose ``LUTE_EXECUTOR_HOST`` is not this machine while Unix sockets are in
-use (LUTE's cross-host path). The tunnel is ``ssh -N -T -L <local>:<remote> <host>`` in
-batch mode (never prompts) with ``ExitOnForwardFailure``; :meth:`SshTunnel.open` returns
+use (LUTE's cross-host path). The tunnel is ``ssh -T -L <local>:<remote> <host> cat``
+in batch mode (never prompts) with ``ExitOnForwardFailure``; the remote ``cat`` keeps the
+session open until :meth:`SshTunnel.close` closes its stdin, after which ssh exits as soon
+as the forwarded connections have delivered their bytes (nothing is cut off); :meth:`SshTunnel.open` returns
 once the local socket accepts connections (polling ``connect``, bounded by a timeout) and
 raises :class:`~lute_ipc.errors.TunnelError` with ssh's own error output when ssh fails.
 

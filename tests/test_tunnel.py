@@ -147,9 +147,8 @@ def test_unknown_host_key_is_refused_in_batch_mode(sshd, tmp_path) -> None:
 
 
 def test_tunnel_open_timeout(sshd, tmp_path) -> None:
-    # ssh itself stands in for a tunnel that never becomes ready: forward to a path whose
-    # local side cannot be created (its directory is not there), with ExitOnForwardFailure
+    """A tunnel not accepting within the timeout is an error, and ssh is stopped."""
     tunnel = SshTunnel(ALIAS, str(tmp_path / "x.sock"), ssh_options=["-F", sshd["config"]], timeout=0.001)
-    with pytest.raises(TunnelError):
+    with pytest.raises(TunnelError, match="did not accept connections within"):
         tunnel.open()
     assert not tunnel.running
