@@ -10,6 +10,7 @@ result is appended to. Validation and error construction are shared with the pur
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.list cimport PyList_Append
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.memoryview cimport PyMemoryView_FromMemory
@@ -29,7 +30,8 @@ from lute_ipc.errors import UsageError
 
 __all__ = [
     "PLAIN_HEAD", "PLAIN_TRAILER", "AUTH_HEAD", "AUTH_TRAILER", "SEPARATOR", "TAG_SIZE",
-    "MAX_LENGTH_DIGITS", "DEFAULT_MAX_FRAME_SIZE", "encode_frame", "encode_payload", "FrameDecoder",
+    "MAX_LENGTH_DIGITS", "DEFAULT_MAX_FRAME_SIZE", "encode_frame", "encode_payload", "append_frame",
+    "append_payload", "frame_head", "FrameDecoder",
     "MixedStreamSplitter", "SignalTokenizer",
 ]
 
@@ -134,13 +136,11 @@ cdef inline void _write_digits(char* out, Py_ssize_t value, Py_ssize_t count) no
 
 
 # ----------------------------------------------------------------------------- encoding
-cdef bytes _encode(const unsigned char* payload, Py_ssize_t length, object key):
-    cdef Py_ssize_t digits = _digit_count(length)
+cdef Py_ssize_t _write_frame(char* w, const unsigned char* payload, Py_ssize_t length,
+                             Py_ssize_t digits, object key) except -1:
+    """Write the frame of payload into w (room for _frame_size bytes); return its size."""
     cdef bint authenticated = key is not None
     cdef Py_ssize_t signed_size = HEAD_SIZE + digits + SEP_SIZE + length
-    cdef Py_ssize_t total = signed_size + (C_TAG_SIZE if authenticated else 0) + TRAILER_SIZE
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
-    cdef char* w = PyBytes_AS_STRING(out)
     cdef bytes tag
     memcpy(w, C_AUTH_HEAD if authenticated else C_PLAIN_HEAD, HEAD_SIZE)
     _write_digits(w + HEAD_SIZE, length, digits)
@@ -151,9 +151,28 @@ cdef bytes _encode(const unsigned char* payload, Py_ssize_t length, object key):
         tag = _hmac_digest(key, PyMemoryView_FromMemory(w, signed_size, PyBUF_READ), "sha256")
         memcpy(w + signed_size, PyBytes_AS_STRING(tag), C_TAG_SIZE)
         memcpy(w + signed_size + C_TAG_SIZE, C_AUTH_TRAILER, TRAILER_SIZE)
-    else:
-        memcpy(w + signed_size, C_PLAIN_TRAILER, TRAILER_SIZE)
+        return signed_size + C_TAG_SIZE + TRAILER_SIZE
+    memcpy(w + signed_size, C_PLAIN_TRAILER, TRAILER_SIZE)
+    return signed_size + TRAILER_SIZE
+
+
+cdef inline Py_ssize_t _frame_size(Py_ssize_t length, Py_ssize_t digits, bint authenticated) noexcept:
+    return HEAD_SIZE + digits + SEP_SIZE + length + (C_TAG_SIZE if authenticated else 0) + TRAILER_SIZE
+
+
+cdef bytes _encode(const unsigned char* payload, Py_ssize_t length, object key):
+    cdef Py_ssize_t digits = _digit_count(length)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, _frame_size(length, digits, key is not None))
+    _write_frame(PyBytes_AS_STRING(out), payload, length, digits, key)
     return out
+
+
+cdef Py_ssize_t _append(bytearray buffer, const unsigned char* payload, Py_ssize_t length, object key) except -1:
+    cdef Py_ssize_t digits = _digit_count(length)
+    cdef Py_ssize_t start = PyByteArray_GET_SIZE(buffer)
+    cdef Py_ssize_t size = _frame_size(length, digits, key is not None)
+    PyByteArray_Resize(buffer, start + size)
+    return _write_frame(PyByteArray_AS_STRING(buffer) + start, payload, length, digits, key)
 
 
 def encode_payload(payload, *, key=None):
@@ -173,6 +192,36 @@ def encode_frame(msg, *, key=None):
         key = _spec._check_key(key)
     cdef bytes payload = _pickle_dumps(msg, _protocol)
     return _encode(<const unsigned char*>PyBytes_AS_STRING(payload), len(payload), key)
+
+
+def append_payload(buffer, payload, *, key=None):
+    """Append the frame of ``payload`` to the bytearray ``buffer``; return the bytes added."""
+    if not isinstance(buffer, bytearray):
+        raise UsageError("buffer must be a bytearray")
+    key = _spec._check_key(key)
+    cdef Py_buffer view
+    PyObject_GetBuffer(payload, &view, PyBUF_SIMPLE)
+    try:
+        if view.obj is buffer:
+            raise UsageError("payload must not be the buffer itself")
+        return _append(buffer, <const unsigned char*>view.buf, view.len, key)
+    finally:
+        PyBuffer_Release(&view)
+
+
+def append_frame(buffer, msg, *, key=None):
+    """Pickle ``msg`` and append its frame to the bytearray ``buffer``; return the bytes added."""
+    if not isinstance(buffer, bytearray):
+        raise UsageError("buffer must be a bytearray")
+    if key is not None:
+        key = _spec._check_key(key)
+    cdef bytes payload = _pickle_dumps(msg, _protocol)
+    return _append(buffer, <const unsigned char*>PyBytes_AS_STRING(payload), len(payload), key)
+
+
+def frame_head(length, *, authenticated=False):
+    """The bytes before a payload of ``length`` bytes (see :func:`lute_ipc._framing_py.frame_head`)."""
+    return _spec.frame_head(length, authenticated=authenticated)
 
 
 # ----------------------------------------------------------------------------- decoding

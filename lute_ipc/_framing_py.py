@@ -50,6 +50,9 @@ __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
     "encode_frame",
     "encode_payload",
+    "append_frame",
+    "append_payload",
+    "frame_head",
     "FrameDecoder",
     "MixedStreamSplitter",
     "SignalTokenizer",
@@ -102,6 +105,47 @@ def encode_payload(payload: Buffer, *, key: Optional[bytes] = None) -> bytes:
 def encode_frame(msg: Any, *, key: Optional[bytes] = None) -> bytes:
     """Pickle ``msg`` (normally a :class:`~lute_ipc.message.Message`) and frame it."""
     return encode_payload(codec.dumps(msg), key=key)
+
+
+def append_payload(buffer: bytearray, payload: Buffer, *, key: Optional[bytes] = None) -> int:
+    """Append the frame of ``payload`` to ``buffer`` (a send buffer); return the bytes added.
+
+    Same bytes as :func:`encode_payload`, without building the frame as a separate object.
+    """
+    if not isinstance(buffer, bytearray):
+        raise UsageError("buffer must be a bytearray")
+    if payload is buffer:
+        raise UsageError("payload must not be the buffer itself")
+    key = _check_key(key)
+    payload = memoryview(payload).cast("B") if not isinstance(payload, (bytes, bytearray)) else payload
+    start = len(buffer)
+    buffer += AUTH_HEAD if key is not None else PLAIN_HEAD
+    buffer += b"%d" % len(payload)
+    buffer += SEPARATOR
+    buffer += payload
+    if key is not None:
+        buffer += codec.frame_tag(key, memoryview(buffer)[start:])
+        buffer += AUTH_TRAILER
+    else:
+        buffer += PLAIN_TRAILER
+    return len(buffer) - start
+
+
+def append_frame(buffer: bytearray, msg: Any, *, key: Optional[bytes] = None) -> int:
+    """Pickle ``msg`` and append its frame to ``buffer``; return the bytes added."""
+    return append_payload(buffer, codec.dumps(msg), key=key)
+
+
+def frame_head(length: int, *, authenticated: bool = False) -> bytes:
+    """The bytes before a payload of ``length`` bytes (for scatter-gather sends).
+
+    A frame is ``frame_head(n) + payload + PLAIN_TRAILER``, or for an authenticated frame
+    ``frame_head(n, authenticated=True) + payload + tag + AUTH_TRAILER`` where the tag is
+    :func:`lute_ipc.codec.frame_tag` over head and payload.
+    """
+    if not isinstance(length, int) or isinstance(length, bool) or length < 0 or length >= 10 ** MAX_LENGTH_DIGITS:
+        raise UsageError(f"length must be an int in [0, 10**{MAX_LENGTH_DIGITS})")
+    return b"%s%d%s" % (AUTH_HEAD if authenticated else PLAIN_HEAD, length, SEPARATOR)
 
 
 def _longest_head_prefix_suffix(data: Buffer, start: int, end: int) -> int:

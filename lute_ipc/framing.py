@@ -18,6 +18,9 @@ __all__ = [
     "FrameDecoder",
     "encode_frame",
     "encode_payload",
+    "append_frame",
+    "append_payload",
+    "frame_head",
     "MixedStreamSplitter",
     "SignalTokenizer",
     "PLAIN_HEAD",
@@ -27,7 +30,8 @@ __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
 ]
 
-PUBLIC_API = ("FrameDecoder", "encode_frame", "encode_payload", "MixedStreamSplitter", "SignalTokenizer")
+PUBLIC_API = ("FrameDecoder", "encode_frame", "encode_payload", "append_frame", "append_payload", "frame_head",
+              "MixedStreamSplitter", "SignalTokenizer")
 """Names both implementations must export with the same signatures."""
 
 
@@ -63,5 +67,8 @@ from ._framing_py import (  # noqa: E402  constants are shared by both twins
 FrameDecoder = _impl.FrameDecoder
 encode_frame = _impl.encode_frame
 encode_payload = _impl.encode_payload
+append_frame = _impl.append_frame
+append_payload = _impl.append_payload
+frame_head = _impl.frame_head
 MixedStreamSplitter = getattr(_impl, "MixedStreamSplitter", None)
 SignalTokenizer = getattr(_impl, "SignalTokenizer", None)

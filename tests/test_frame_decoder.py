@@ -334,3 +334,46 @@ def test_eof_salvage_is_linear(impl: ModuleType) -> None:
     assert decoder.feed_eof() == []
     assert time.perf_counter() - start < 5  # quadratic would be ~10^4 x slower than linear
     assert len(found) == 1 and decoder.skipped_bytes == 16 * 20000
+
+
+# ----------------------------------------------------------------------------- send-buffer encoding
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "signed"])
+def test_append_frame_matches_encode_frame(impl: ModuleType, key: Any) -> None:
+    buffer = bytearray(b"already queued")
+    msgs = [Message(i, "TASK_LOG") for i in range(3)] + [Message(b";;;GSM" * 100)]
+    added = [impl.append_frame(buffer, m, key=key) for m in msgs]
+    expected = b"".join(impl.encode_frame(m, key=key) for m in msgs)
+    assert bytes(buffer) == b"already queued" + expected
+    assert sum(added) == len(expected)
+    assert decode(impl, bytes(buffer[14:]), 3, key=KEY)[0] == msgs
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_append_payload_accepts_buffers(impl: ModuleType, kind: type) -> None:
+    buffer = bytearray()
+    assert impl.append_payload(buffer, kind(b"abc")) == len(b"MSG;;;3;;;abc;;;GSM")
+    assert buffer == b"MSG;;;3;;;abc;;;GSM"
+
+
+def test_append_rejects_bad_targets(impl: ModuleType) -> None:
+    with pytest.raises(errors.UsageError):
+        impl.append_frame(b"bytes are immutable", Message())
+    buffer = bytearray(b"x")
+    with pytest.raises(errors.UsageError):
+        impl.append_payload(buffer, buffer)
+    assert buffer == b"x"
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "signed"])
+def test_frame_head_builds_scatter_gather_frames(impl: ModuleType, key: Any) -> None:
+    from lute_ipc import codec
+
+    payload = b"p" * 1000
+    head = impl.frame_head(len(payload), authenticated=key is not None)
+    if key is None:
+        frame = head + payload + impl.PLAIN_TRAILER
+    else:
+        frame = head + payload + codec.frame_tag(key, head + payload) + impl.AUTH_TRAILER
+    assert frame == impl.encode_payload(payload, key=key)
+    with pytest.raises(errors.UsageError):
+        impl.frame_head(-1)
