@@ -34,12 +34,17 @@ cdef object _sp_payload_error = _sp_spec._payload_error
 cdef object _sp_too_large = _sp_spec._too_large
 cdef object _sp_incomplete = _sp_spec._incomplete
 cdef object _sp_check_options = _sp_spec._check_splitter_options
+cdef object _SpChunkReader = _sp_spec.ChunkReader
+cdef object _SpUnpickler = _sp_pickle.Unpickler
+cdef object _SpCompatUnpickler = _sp_codec.CompatUnpickler
 cdef object _sp_check_signal_names = _sp_spec._check_signal_names
 cdef object _sp_stderr_decoder = _sp_spec._stderr_decoder
 
 cdef const char* _SP_LEGACY = b"lute.execution.ipc"
 cdef Py_ssize_t _SP_LEGACY_SIZE = 18
 cdef Py_ssize_t _SP_LEND = 32 * 1024
+# A pickle growing beyond this is kept as the pieces it came in (see MixedStreamSplitter).
+cdef Py_ssize_t _SP_BIG = 1024 * 1024
 
 # The pickle grammar, copied at import from the pure tables (one source of truth).
 cdef unsigned char _SP_ARG_KIND[256]
@@ -48,17 +53,28 @@ cdef unsigned char _SP_EFFECT[256]
 cdef unsigned char _SP_POPS[256]
 cdef unsigned char _SP_PUSHES[256]
 cdef unsigned char _SP_BELOW[256]
-cdef int _SP_A_FIXED = _sp_spec.A_FIXED
-cdef int _SP_A_LEN = _sp_spec.A_LEN
-cdef int _SP_A_SLEN = _sp_spec.A_SLEN
-cdef int _SP_A_LINES = _sp_spec.A_LINES
-cdef int _SP_A_PROTO = _sp_spec.A_PROTO
-cdef int _SP_S_PLAIN = _sp_spec.S_PLAIN
-cdef int _SP_S_MARK = _sp_spec.S_MARK
-cdef int _SP_S_POPMARK = _sp_spec.S_POPMARK
-cdef int _SP_S_POP = _sp_spec.S_POP
-cdef int _SP_HIGHEST = _sp_spec.HIGHEST_PROTOCOL
-cdef int _SP_MIN_PROTO = _sp_spec.MIN_CANDIDATE_PROTOCOL
+# Kinds as compile-time constants (checked against the spec's values at import below).
+cdef enum:
+    _SP_A_FIXED = 1
+    _SP_A_LEN = 2
+    _SP_A_SLEN = 3
+    _SP_A_LINES = 4
+    _SP_A_PROTO = 5
+    _SP_S_PLAIN = 0
+    _SP_S_MARK = 1
+    _SP_S_POPMARK = 2
+    _SP_S_POP = 3
+    _SP_HIGHEST = 5
+    _SP_MIN_PROTO = 2
+    # Opcodes that name a global (class or function): only then can LUTE's module path matter.
+    _SP_OP_GLOBAL = 0x63        # 'c'
+    _SP_OP_INST = 0x69          # 'i'
+    _SP_OP_STACK_GLOBAL = 0x93
+
+if ((_sp_spec.A_FIXED, _sp_spec.A_LEN, _sp_spec.A_SLEN, _sp_spec.A_LINES, _sp_spec.A_PROTO, _sp_spec.S_PLAIN,
+     _sp_spec.S_MARK, _sp_spec.S_POPMARK, _sp_spec.S_POP, _sp_spec.HIGHEST_PROTOCOL,
+     _sp_spec.MIN_CANDIDATE_PROTOCOL) != (1, 2, 3, 4, 5, 0, 1, 2, 3, 5, 2)):
+    raise ImportError("lute_ipc._framing_c was built against other pickle-grammar constants than _splitter_py's")
 cdef uint64_t _SP_MAX_ARG = _sp_spec.MAX_ARGUMENT_LENGTH
 cdef enum:
     _SP_MORE = 0
@@ -205,7 +221,14 @@ cdef inline Py_ssize_t _sp_get_buffer(object data, Py_buffer* view) except -1:
 
 # ----------------------------------------------------------------------------- stdout splitter
 cdef class MixedStreamSplitter:
-    """Incremental splitter of a stream mixing pickles and text (see :class:`lute_ipc._splitter_py.MixedStreamSplitter`)."""
+    """Incremental splitter of a stream mixing pickles and text (see :class:`lute_ipc._splitter_py.MixedStreamSplitter`).
+
+    Same items, counters and errors as the reference. One difference inside: a pickle that
+    grows beyond ``_SP_BIG`` bytes is not copied into one contiguous buffer; the buffers it
+    was fed in are kept (without copy when they are ``bytes``) and it is unpickled through
+    :class:`lute_ipc._splitter_py.ChunkReader`, while its opcodes are walked in a small
+    buffer (the mode that also skips the rest of a too-large pickle).
+    """
 
     cdef readonly Py_ssize_t max_pickle_size
     cdef readonly long long bytes_fed
@@ -220,10 +243,11 @@ cdef class MixedStreamSplitter:
     cdef unsigned char* _buf
     cdef Py_ssize_t _len
     cdef Py_ssize_t _cap
-    cdef long long _base
-    cdef Py_ssize_t _pos
-    cdef Py_ssize_t _search
-    cdef Py_ssize_t _cand
+    cdef long long _base          # stream offset of _buf[0]
+    cdef Py_ssize_t _pos          # start of unemitted text
+    cdef Py_ssize_t _search       # where to look for the next candidate
+    cdef Py_ssize_t _cand         # candidate start in _buf (>= 0: walking one), else -1
+    cdef long long _cand_abs      # stream offset of the candidate
     cdef Py_ssize_t _wpos
     cdef Py_ssize_t _depth
     cdef Py_ssize_t* _marks
@@ -232,8 +256,12 @@ cdef class MixedStreamSplitter:
     cdef Py_ssize_t _nl_op
     cdef Py_ssize_t _nl_from
     cdef Py_ssize_t _nl_found
-    cdef bint _skipping
-    cdef long long _skip_from
+    # Streaming: the candidate's bytes are not kept in _buf (only the opcode being walked).
+    cdef bint _streaming
+    cdef bint _retain             # streaming a large pickle: its pieces are kept in _chunks
+    cdef list _chunks
+    cdef long long _skip_from     # streaming without retaining: where skipping started
+    cdef bint _has_global         # the candidate names a global (class or function)
 
     def __cinit__(self):
         self._buf = NULL
@@ -266,19 +294,26 @@ cdef class MixedStreamSplitter:
         self._pos = 0
         self._search = 0
         self._cand = -1
+        self._cand_abs = 0
         self._wpos = 0
         self._depth = 0
         self._nmarks = 0
         self._nl_op = -1
         self._nl_from = 0
         self._nl_found = 0
-        self._skipping = False
+        self._streaming = False
+        self._retain = False
+        self._chunks = None
         self._skip_from = 0
+        self._has_global = False
 
     @property
     def buffered(self):
         """Bytes held: an incomplete pickle, or the tail of text that cannot be decided yet."""
-        cdef Py_ssize_t held = self._len - self._keep_from()
+        cdef Py_ssize_t held
+        if self._retain:
+            return self._base + self._len - self._cand_abs
+        held = self._len - self._keep_from()
         return held if held > 0 else 0
 
     # ------------------------------------------------------------------ public
@@ -288,6 +323,8 @@ cdef class MixedStreamSplitter:
         cdef list out = []
         _sp_get_buffer(data, &view)
         try:
+            if self._retain and view.len:
+                self._chunks.append(_sp_keepable(data, &view))
             self._reserve(self._len + view.len)
             memcpy(self._buf + self._len, view.buf, view.len)
             self._len += view.len
@@ -302,10 +339,12 @@ cdef class MixedStreamSplitter:
         """End of stream: return what is left (an incomplete pickle becomes an error item)."""
         cdef list out = []
         self._process(out)
-        if self._skipping:
+        if self._retain:
+            self._error(_sp_incomplete(self._cand_abs, b"".join(self._chunks)), out)
+        elif self._streaming:
             self.skipped_bytes += self._base + self._len - self._skip_from
         elif self._cand >= 0:
-            self._error(_sp_incomplete(self._base + self._cand, self._bytes(self._cand, self._len)), out)
+            self._error(_sp_incomplete(self._cand_abs, self._bytes(self._cand, self._len)), out)
         else:
             self._emit_text(self._pos, self._len, out)
         self._reset()
@@ -378,52 +417,89 @@ cdef class MixedStreamSplitter:
             start += bad
         return 0
 
+    cdef void _end_candidate(self, Py_ssize_t resume) noexcept:
+        """Leave candidate state; text resumes at _buf[resume]."""
+        self._pos = resume
+        self._search = resume
+        self._cand = -1
+        self._streaming = False
+        self._retain = False
+        self._chunks = None
+
+    cdef int _start_streaming(self, bint retain, Py_ssize_t end) except -1:
+        self._streaming = True
+        self._retain = retain
+        if retain:
+            self._chunks = [self._bytes(self._cand, end)]
+        else:
+            self._chunks = None
+            self._skip_from = self._base + end
+        return 0
+
+    cdef int _too_large(self, Py_ssize_t end, list out) except -1:
+        """Report the candidate as too large, then skip the rest of it."""
+        cdef object data
+        if self._retain:
+            data = b"".join(self._chunks)
+        else:
+            data = self._bytes(self._cand, end)
+        self._error(_sp_too_large(self._cand_abs, data, self.max_pickle_size), out)
+        self._start_streaming(False, end)
+        return 0
+
     cdef int _process(self, list out) except -1:
         cdef int status
         cdef Py_ssize_t end, candidate, hold
+        cdef long long held
         while True:
             end = self._len
             if self._cand >= 0:
                 status = self._walk(end)
-                if self._skipping:
+                held = self._base + end - self._cand_abs
+                if self._streaming and not self._retain:
+                    # Skipping the rest of a too-large pickle.
                     if status == _SP_MORE and end - self._wpos <= self.max_pickle_size:
                         return 0
-                    # The skipped pickle ended (or broke the grammar): text resumes at _wpos.
                     if status == _SP_STOP and self._wpos > end:
                         self._wpos = end
                     self.skipped_bytes += self._base + self._wpos - self._skip_from
-                    self._pos = self._wpos
-                    self._search = self._wpos
-                    self._skipping = False
-                    self._cand = -1
+                    self._end_candidate(self._wpos)
                     continue
                 if status == _SP_MORE:
-                    if end - self._cand <= self.max_pickle_size:
+                    if held <= self.max_pickle_size:
+                        if not self._streaming and held > _SP_BIG:
+                            self._start_streaming(True, end)
                         return 0
                     status = _SP_TOO_LARGE
                 if status == _SP_STOP:
-                    self._deliver(self._cand, self._wpos, out)
-                    self._pos = self._wpos
-                    self._search = self._wpos
+                    if self._retain:
+                        self._deliver_chunks(self._base + self._wpos - self._cand_abs, out)
+                    else:
+                        self._deliver(self._cand, self._wpos, out)
+                    self._end_candidate(self._wpos)
                 elif status == _SP_INVALID:
+                    # Not a pickle: its 0x80 is text; look for candidates after it.
+                    if self._retain:
+                        self._restore(end)
                     self._pos = self._cand
                     self._search = self._cand + 1
+                    self._cand = -1
+                    self._streaming = False
+                    self._retain = False
+                    self._chunks = None
                 else:
-                    self._error(_sp_too_large(self._base + self._cand, self._bytes(self._cand, end),
-                                              self.max_pickle_size), out)
-                    self._skipping = True
-                    self._skip_from = self._base + end
-                    continue
-                self._cand = -1
+                    self._too_large(end, out)
                 continue
             candidate = self._find_candidate(end)
             if candidate >= 0:
                 self._emit_text(self._pos, candidate, out)
                 self._cand = candidate
+                self._cand_abs = self._base + candidate
                 self._wpos = candidate
                 self._depth = 0
                 self._nmarks = 0
                 self._nl_op = -1
+                self._has_global = False
                 continue
             hold = self._text_hold(end)
             self._emit_text(self._pos, hold, out)
@@ -431,6 +507,17 @@ cdef class MixedStreamSplitter:
             if self._search < hold:
                 self._search = hold
             return 0
+
+    cdef int _restore(self, Py_ssize_t end) except -1:
+        """A large candidate broke the grammar: put its bytes back in _buf to read them as text."""
+        cdef bytes data = b"".join(self._chunks)
+        cdef Py_ssize_t size = len(data)
+        self._reserve(size)
+        memcpy(self._buf, PyBytes_AS_STRING(data), size)
+        self._len = size
+        self._base = self._cand_abs
+        self._cand = 0
+        return 0
 
     cdef inline Py_ssize_t _find_candidate(self, Py_ssize_t end) noexcept:
         cdef const unsigned char* buf = self._buf
@@ -465,7 +552,8 @@ cdef class MixedStreamSplitter:
         else:
             try:
                 if self._loads_default:
-                    if _sp_contains(p, n, _SP_LEGACY, _SP_LEGACY_SIZE):
+                    # Same result as codec.loads: LUTE's module path only matters in a global.
+                    if self._has_global and _sp_contains(p, n, _SP_LEGACY, _SP_LEGACY_SIZE):
                         value = _sp_compat_loads(PyBytes_FromStringAndSize(<const char*>p, n))
                     elif n >= _SP_LEND:
                         # pickle copies what it keeps: lend it the bytes instead of copying them first.
@@ -481,19 +569,41 @@ cdef class MixedStreamSplitter:
         PyList_Append(out, _SpPickled(value))
         return 0
 
+    cdef int _deliver_chunks(self, Py_ssize_t size, list out) except -1:
+        """Deliver a large pickle of ``size`` bytes kept as the pieces in _chunks."""
+        cdef list chunks = self._chunks
+        cdef object value
+        try:
+            if self._loads_default:
+                if self._has_global and _sp_chunks_contain_legacy(chunks):
+                    value = _SpCompatUnpickler(_SpChunkReader(chunks, size)).load()
+                else:
+                    value = _SpUnpickler(_SpChunkReader(chunks, size)).load()
+            elif self._loads is None:
+                value = _SpChunkReader(chunks, size).read()
+            else:
+                value = self._loads(_SpChunkReader(chunks, size).read())
+        except Exception as exc:
+            self._error(_sp_payload_error(self._cand_abs, _SpChunkReader(chunks, size).read(), exc), out)
+            return 0
+        self.objects += 1
+        PyList_Append(out, _SpPickled(value))
+        return 0
+
     cdef int _walk(self, Py_ssize_t end) except -1:
         """Walk opcodes of the candidate from _wpos; resumable where it stops."""
         cdef const unsigned char* buf = self._buf
         cdef Py_ssize_t pos = self._wpos
         cdef Py_ssize_t depth = self._depth
-        cdef Py_ssize_t limit = self._cand + self.max_pickle_size
+        cdef Py_ssize_t limit = <Py_ssize_t>(self._cand_abs - self._base) + self.max_pickle_size
         cdef Py_ssize_t nxt = 0, size, room, search, found, want
         cdef const unsigned char* newline
         cdef unsigned char op, kind, effect
         cdef uint64_t length
         cdef int32_t slength
         cdef int status = _SP_MORE
-        cdef bint skipping = self._skipping
+        cdef bint streaming = self._streaming
+        cdef bint skipping = self._streaming and not self._retain
         cdef int i
         while pos < end:
             op = buf[pos]
@@ -524,7 +634,7 @@ cdef class MixedStreamSplitter:
                     status = _SP_INVALID  # no pickle is that long; keeps the index arithmetic in range
                     break
                 nxt = pos + 1 + size + <Py_ssize_t>length
-                if nxt > end and not skipping:
+                if nxt > end and not streaming:
                     break
             elif kind == _SP_A_LINES:
                 if self._nl_op == pos:
@@ -557,6 +667,8 @@ cdef class MixedStreamSplitter:
             else:
                 status = _SP_INVALID
                 break
+            if op == _SP_OP_STACK_GLOBAL or op == _SP_OP_GLOBAL or op == _SP_OP_INST:
+                self._has_global = True
             effect = _SP_EFFECT[op]
             if effect == _SP_S_PLAIN:
                 if depth < _SP_POPS[op]:
@@ -599,7 +711,7 @@ cdef class MixedStreamSplitter:
 
     cdef inline Py_ssize_t _keep_from(self) noexcept:
         """Index of the first byte still needed (look-behind excluded)."""
-        if self._skipping:
+        if self._streaming:
             return self._wpos if self._wpos < self._len else self._len
         return self._cand if self._cand >= 0 else self._pos
 
@@ -613,11 +725,48 @@ cdef class MixedStreamSplitter:
         self._pos -= drop
         self._search -= drop
         if self._cand >= 0:
-            self._cand = self._cand - drop if self._cand > drop else 0  # while skipping only its sign matters
+            self._cand = self._cand - drop if self._cand > drop else 0  # while streaming only its sign matters
             self._wpos -= drop
             if self._nl_op >= 0:
                 self._nl_op -= drop
                 self._nl_from -= drop
+
+
+cdef object _sp_keepable(object data, Py_buffer* view):
+    """``data`` itself when it can be kept without copy (immutable bytes), else a copy."""
+    if type(data) is bytes:
+        return data
+    if type(data) is memoryview and type((<memoryview>data).obj) is bytes and (<memoryview>data).c_contiguous:
+        return data
+    return PyBytes_FromStringAndSize(<const char*>view.buf, view.len)
+
+
+cdef bint _sp_chunks_contain_legacy(list chunks) except -1:
+    """Whether LUTE's module name appears in the pieces (also across their joints)."""
+    cdef Py_buffer view
+    cdef object chunk
+    cdef bytes tail = b""
+    cdef bytes joint
+    cdef bint found
+    for chunk in chunks:
+        PyObject_GetBuffer(chunk, &view, PyBUF_SIMPLE)
+        try:
+            found = _sp_contains(<const unsigned char*>view.buf, view.len, _SP_LEGACY, _SP_LEGACY_SIZE)
+            if not found and tail:
+                joint = tail + PyBytes_FromStringAndSize(<const char*>view.buf,
+                                                         view.len if view.len < _SP_LEGACY_SIZE else _SP_LEGACY_SIZE)
+                found = _sp_contains(<const unsigned char*>PyBytes_AS_STRING(joint), len(joint),
+                                     _SP_LEGACY, _SP_LEGACY_SIZE)
+            if view.len >= _SP_LEGACY_SIZE:
+                tail = PyBytes_FromStringAndSize(<const char*>view.buf + view.len - _SP_LEGACY_SIZE + 1,
+                                                 _SP_LEGACY_SIZE - 1)
+            else:
+                tail = (tail + PyBytes_FromStringAndSize(<const char*>view.buf, view.len))[-(_SP_LEGACY_SIZE - 1):]
+        finally:
+            PyBuffer_Release(&view)
+        if found:
+            return True
+    return False
 
 
 # ----------------------------------------------------------------------------- stderr tokenizer
@@ -626,10 +775,13 @@ cdef class SignalTokenizer:
 
     cdef readonly long long bytes_fed
     cdef readonly long long signals
-    cdef tuple _names
+    cdef tuple _names             # ASCII bytes, kept alive for the pointers below
     cdef list _texts
     cdef Py_ssize_t _longest
     cdef bint _first[256]
+    cdef const char* _name_ptr[64]
+    cdef Py_ssize_t _name_len[64]
+    cdef Py_ssize_t _count
     cdef object _decoder
     cdef bytes _held
 
@@ -637,6 +789,13 @@ cdef class SignalTokenizer:
         cdef bytes name
         cdef int i
         self._names = _sp_check_signal_names(signals)
+        if len(self._names) > 64:
+            raise _SpUsageError("at most 64 signal names are supported")
+        self._count = len(self._names)
+        for i in range(self._count):
+            name = <bytes>self._names[i]
+            self._name_ptr[i] = PyBytes_AS_STRING(name)
+            self._name_len[i] = len(name)
         self._texts = [name.decode("ascii") for name in self._names]
         self._longest = len(self._names[0])
         for i in range(256):
@@ -653,14 +812,11 @@ cdef class SignalTokenizer:
         """Bytes held: the start of a possible signal name."""
         return len(self._held)
 
-    cdef inline Py_ssize_t _match(self, const unsigned char* p, Py_ssize_t avail) except -2:
+    cdef inline Py_ssize_t _match(self, const unsigned char* p, Py_ssize_t avail) noexcept:
         """Index of the name starting at p, or -1."""
-        cdef Py_ssize_t j, size
-        cdef bytes name
-        for j in range(len(self._names)):
-            name = <bytes>self._names[j]
-            size = len(name)
-            if size <= avail and memcmp(p, PyBytes_AS_STRING(name), size) == 0:
+        cdef Py_ssize_t j
+        for j in range(self._count):
+            if self._name_len[j] <= avail and memcmp(p, self._name_ptr[j], self._name_len[j]) == 0:
                 return j
         return -1
 
@@ -693,7 +849,7 @@ cdef class SignalTokenizer:
                     self._text(buf + pos, i - pos, True, out)
                     PyList_Append(out, _SpSignal(self._texts[j]))
                     self.signals += 1
-                    i += len(<bytes>self._names[j])
+                    i += self._name_len[j]
                     pos = i
                     continue
             i += 1
@@ -710,16 +866,14 @@ cdef class SignalTokenizer:
         self._text(<const unsigned char*>PyBytes_AS_STRING(held), len(held), True, out)
         return out
 
-    cdef Py_ssize_t _hold(self, const unsigned char* buf, Py_ssize_t pos, Py_ssize_t end) except -1:
+    cdef Py_ssize_t _hold(self, const unsigned char* buf, Py_ssize_t pos, Py_ssize_t end) noexcept:
         cdef Py_ssize_t size, j
-        cdef bytes name
         size = self._longest - 1
         if size > end - pos:
             size = end - pos
         while size > 0:
-            for j in range(len(self._names)):
-                name = <bytes>self._names[j]
-                if len(name) > size and memcmp(buf + end - size, PyBytes_AS_STRING(name), size) == 0:
+            for j in range(self._count):
+                if self._name_len[j] > size and memcmp(buf + end - size, self._name_ptr[j], size) == 0:
                     return size
             size -= 1
         return 0

@@ -253,6 +253,71 @@ def text_items(raw: bytes, offset: int) -> List[Item]:
 
 
 # --------------------------------------------------------------------------- shared by both twins
+class ChunkReader:
+    """A read-only binary file over the pieces of one large pickle, for ``pickle.Unpickler``.
+
+    The Cython twin keeps a large pickle as the list of buffers it was fed in (no
+    contiguous copy: for tens of MB that copy, into memory never touched before, costs more
+    than the unpickling) and unpickles it through this reader. ``size`` bytes are readable.
+    """
+
+    def __init__(self, chunks: List[Buffer], size: int) -> None:
+        self._chunks = [memoryview(chunk) for chunk in chunks]
+        self._index = 0
+        self._offset = 0
+        self._left = size
+
+    def _views(self, n: int) -> List[memoryview]:
+        """Consume and return up to ``n`` bytes as views."""
+        views = []
+        n = min(n, self._left)
+        self._left -= n
+        while n > 0:
+            chunk = self._chunks[self._index]
+            take = min(n, len(chunk) - self._offset)
+            views.append(chunk[self._offset:self._offset + take])
+            n -= take
+            self._offset += take
+            if self._offset == len(chunk):
+                self._index += 1
+                self._offset = 0
+        return views
+
+    def read(self, n: int = -1) -> bytes:
+        """Read ``n`` bytes (all that is left when ``n`` < 0)."""
+        views = self._views(self._left if n is None or n < 0 else n)
+        return views[0].tobytes() if len(views) == 1 else b"".join(views)
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` as far as possible; return the number of bytes written."""
+        target = memoryview(buffer).cast("B")
+        done = 0
+        for view in self._views(len(target)):
+            target[done:done + len(view)] = view
+            done += len(view)
+        return done
+
+    def readline(self) -> bytes:
+        """Read up to and including the next newline."""
+        parts = []
+        while self._left:
+            chunk = self._chunks[self._index]
+            end = min(len(chunk), self._offset + self._left)
+            newline = chunk[self._offset:end].tobytes().find(b"\n")
+            if newline >= 0:
+                parts += self._views(newline + 1)
+                break
+            parts += self._views(end - self._offset)
+        return b"".join(parts)
+
+    def peek(self, n: int = 0) -> bytes:
+        """Bytes at the current position, not consumed (the rest of the current piece)."""
+        if not self._left:
+            return b""
+        chunk = self._chunks[self._index]
+        return chunk[self._offset:min(len(chunk), self._offset + self._left)].tobytes()
+
+
 def _check_splitter_options(max_pickle_size: int, loads: Optional[Loads], on_error: Optional[ErrorCallback]) -> None:
     if not isinstance(max_pickle_size, int) or isinstance(max_pickle_size, bool) or max_pickle_size < 1:
         raise UsageError("max_pickle_size must be a positive int")

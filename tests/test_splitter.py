@@ -334,3 +334,91 @@ def test_twins_have_the_same_signatures() -> None:
     assert all(params[p].kind is inspect.Parameter.KEYWORD_ONLY for p in params if p != "self")
     for name in ("MixedStreamSplitter", "SignalTokenizer"):
         assert name in _framing_py.__all__
+
+
+# --------------------------------------------------------------------------- large pickles
+# The Cython twin keeps a pickle larger than 1 MiB as the pieces it was fed in; the items
+# must be the same as the reference's, whatever the chunking and the kind of buffer fed.
+BIG = 3 * 1024 * 1024
+
+
+def _chunk_sizes() -> List[int]:
+    return [65536, 1000, 1 << 20, 7919]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_large_pickle_any_chunking(impl: ModuleType, protocol: int) -> None:
+    value = {"blob": b"\x80\x04" * (BIG // 2), "items": [bytes([i % 256]) * 300 for i in range(3000)], "s": "é" * 1000}
+    data = b"head\n" + pickle.dumps(value, protocol) + b"tail \xd0\x80" + pickle.dumps("after", protocol)
+    for size in _chunk_sizes():
+        items, splitter = run(impl, data, size)
+        assert coalesce(items) == [Text("head\n"), Pickled(value), Text("tail Ѐ"), Pickled("after")]
+        assert splitter.objects == 2 and splitter.errors == 0 and splitter.buffered == 0
+
+
+def test_large_pickle_fed_as_reused_bytearray(impl: ModuleType) -> None:
+    value = [bytes([i % 256]) * 1000 for i in range(3000)]
+    data = pickle.dumps(value, 4)
+    splitter = impl.MixedStreamSplitter()
+    scratch = bytearray(65536)
+    items: List[Item] = []
+    for start in range(0, len(data), len(scratch)):
+        piece = data[start:start + len(scratch)]
+        scratch[:len(piece)] = piece
+        items += splitter.feed(memoryview(scratch)[:len(piece)])
+        scratch[:] = b"\xff" * len(scratch)  # the caller reuses its buffer
+    assert items + splitter.flush() == [Pickled(value)]
+
+
+def test_large_candidate_that_breaks_the_grammar_is_text(both_impls: dict) -> None:
+    junk = b"\x80\x02B" + (2 * 1024 * 1024).to_bytes(4, "little") + b"z" * (2 * 1024 * 1024) + b"0a tail \x80"
+    for size in _chunk_sizes():
+        c_items, c_splitter = run(both_impls["c"], junk, size)
+        py_items, py_splitter = run(both_impls["py"], junk, size)
+        assert c_items == py_items
+        assert c_splitter.objects == 0 and c_splitter.undecodable_bytes == py_splitter.undecodable_bytes
+        assert coalesce(c_items)[0] == undecodable(b"\x80")
+
+
+def test_large_pickle_errors_match_the_reference(both_impls: dict) -> None:
+    big = pickle.dumps(Message("x" * BIG)).replace(b"lute_ipc.message", b"no_such_module_q")
+    cut = pickle.dumps(b"y" * BIG)[:-10]
+    for data, options in ((big, {}), (cut, {}), (pickle.dumps(b"w" * BIG), {"max_pickle_size": BIG // 2}),
+                          (pickle.dumps([bytes([i % 256]) * 1000 for i in range(4000)], 2), {"max_pickle_size": 2 * 1024 * 1024})):
+        for size in _chunk_sizes():
+            c_items, c_splitter = run(both_impls["c"], data + b"end", size, **options)
+            py_items, py_splitter = run(both_impls["py"], data + b"end", size, **options)
+            assert c_items == py_items
+            assert [type(i.error) for i in c_items if isinstance(i, StreamError)] == \
+                [type(i.error) for i in py_items if isinstance(i, StreamError)]
+            assert (c_splitter.errors, c_splitter.skipped_bytes) == (py_splitter.errors, py_splitter.skipped_bytes)
+            assert c_splitter.errors == 1
+
+
+def test_large_pickle_with_lute_class_path_across_pieces(impl: ModuleType) -> None:
+    fake = types.ModuleType("lute.execution.ipc")
+
+    @dataclass
+    class LegacyMessage:
+        contents: Any = None
+        signal: Optional[str] = None
+
+    LegacyMessage.__module__ = "lute.execution.ipc"
+    LegacyMessage.__qualname__ = LegacyMessage.__name__ = "Message"
+    fake.Message = LegacyMessage  # type: ignore[attr-defined]
+    saved = {name: sys.modules.get(name) for name in ("lute", "lute.execution", "lute.execution.ipc")}
+    sys.modules.update({"lute": types.ModuleType("lute"), "lute.execution": types.ModuleType("lute.execution"),
+                        "lute.execution.ipc": fake})
+    try:
+        data = pickle.dumps((b"q" * BIG, LegacyMessage("done", "TASK_DONE")))
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    where = data.index(b"lute.execution.ipc")
+    for cut in (where + 1, where + 9, where + 17):
+        splitter = impl.MixedStreamSplitter()
+        items = splitter.feed(data[:cut]) + splitter.feed(data[cut:]) + splitter.flush()
+        assert items == [Pickled((b"q" * BIG, Message("done", "TASK_DONE")))]

@@ -1,0 +1,187 @@
+"""Speed of the stdout stream splitter (issue 3: the pipe path).
+
+Run as a script for the report (medians of interleaved rounds, ratios measured in the same
+run), or with ``python -m pytest benchmarks/bench_splitter.py`` for pytest-benchmark tracking.
+
+Workloads, all fed in 64 KiB reads as a pipe delivers them:
+* **text-heavy**: 64 MiB of log lines (some non-ASCII) with a small pickle every ~25 lines;
+  Cython vs the pure-Python reference (target >= 10x);
+* **pickle-heavy**: 64 MiB of pickled result/log objects with a short print() now and then;
+  Cython vs a bare ``pickle.loads`` loop over the same pickles, already cut (target >= 0.8x);
+* **one large pickle**: 50 MB vs 5 MB (the same structure, 10x the size): the time ratio
+  shows whether the work is linear (target <= 12; quadratic re-parsing would give ~100).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import random
+import statistics
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Dict, List, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._timing import interleaved, median_ratio  # noqa: E402
+from lute_ipc import _framing_py  # noqa: E402
+from lute_ipc.message import Message  # noqa: E402
+
+try:
+    from lute_ipc import _framing_c
+except ImportError:  # pragma: no cover - the report says so
+    _framing_c = None
+
+READ = 64 * 1024
+MIB = 1024 * 1024
+
+
+def text_heavy_stream(size: int, seed: int = 1) -> bytes:
+    rng = random.Random(seed)
+    parts: List[bytes] = []
+    total = 0
+    i = 0
+    while total < size:
+        for _ in range(25):
+            line = f"2026-11-25 22:{i % 60:02d} INFO step {i}: processed {rng.randrange(10**6)} events, é={rng.random():.4f}\n"
+            parts.append(line.encode())
+            total += len(parts[-1])
+            i += 1
+        parts.append(pickle.dumps(Message(f"progress {i}", "TASK_LOG")))
+        total += len(parts[-1])
+    return b"".join(parts)
+
+
+def pickle_heavy_objects(size: int, seed: int = 2) -> Tuple[List[bytes], bytes]:
+    """The pickles (already cut, for the baseline) and the stream they make with some text."""
+    rng = random.Random(seed)
+    pickles: List[bytes] = []
+    parts: List[bytes] = []
+    total = 0
+    i = 0
+    while total < size:
+        obj: Any = {"event": i, "values": [rng.random() for _ in range(rng.randrange(20, 120))],
+                    "name": f"run-{i}", "ok": True, "tags": ("a", "b", str(i))}
+        if i % 3 == 0:
+            obj = Message(f"log {i}: " + "x" * rng.randrange(50, 400), "TASK_LOG")
+        data = pickle.dumps(obj)
+        pickles.append(data)
+        parts.append(data)
+        total += len(data)
+        if i % 50 == 0:
+            parts.append(f"print {i}\n".encode())
+        i += 1
+    return pickles, b"".join(parts)
+
+
+def large_pickle(size: int) -> bytes:
+    count = size // 1000
+    rng = random.Random(3)
+    return pickle.dumps([rng.randbytes(990) for _ in range(count)], 5)
+
+
+def splitter_run(impl: ModuleType, stream: bytes) -> Callable[[], int]:
+    view = memoryview(stream)
+
+    def run() -> int:
+        splitter = impl.MixedStreamSplitter()
+        count = 0
+        for start in range(0, len(stream), READ):
+            count += len(splitter.feed(view[start:start + READ]))
+        return count + len(splitter.flush())
+
+    return run
+
+
+def loads_loop(pickles: List[bytes]) -> Callable[[], int]:
+    loads = pickle.loads
+
+    def run() -> int:
+        for data in pickles:
+            loads(data)
+        return len(pickles)
+
+    return run
+
+
+# --------------------------------------------------------------------------- pytest-benchmark
+_SMALL = 8 * MIB
+
+
+def _impls() -> List[ModuleType]:
+    return [m for m in (_framing_c, _framing_py) if m is not None]
+
+
+def test_bench_text_heavy(benchmark: Any) -> None:
+    import pytest
+
+    stream = text_heavy_stream(_SMALL)
+    for impl in _impls():
+        if impl is _framing_c:
+            assert benchmark(splitter_run(impl, stream)) > 0
+            return
+    pytest.skip("extension not built")
+
+
+def test_bench_pickle_heavy(benchmark: Any) -> None:
+    pickles, stream = pickle_heavy_objects(_SMALL)
+    impl = _impls()[0]
+    assert benchmark(splitter_run(impl, stream)) >= len(pickles)
+
+
+def test_bench_pickle_heavy_loads_baseline(benchmark: Any) -> None:
+    pickles, _ = pickle_heavy_objects(_SMALL)
+    assert benchmark(loads_loop(pickles)) == len(pickles)
+
+
+def test_bench_large_pickle(benchmark: Any) -> None:
+    data = large_pickle(20 * MIB)
+    assert benchmark(splitter_run(_impls()[0], data)) == 1
+
+
+# --------------------------------------------------------------------------- report
+def report(rounds: int, size: int) -> None:
+    print(f"lute_ipc splitter benchmark: {size // MIB} MiB streams in {READ // 1024} KiB reads, "
+          f"{rounds} interleaved rounds, medians")
+    if _framing_c is None:
+        print("  the Cython extension is not built: only the pure-Python reference is measured")
+    impl = _framing_c or _framing_py
+
+    text = text_heavy_stream(size)
+    contenders: Dict[str, Callable[[], Any]] = {"py": splitter_run(_framing_py, text)}
+    if _framing_c is not None:
+        contenders["c"] = splitter_run(_framing_c, text)
+    times = interleaved(contenders, rounds=max(3, rounds // 2))
+    for name, runs in times.items():
+        print(f"  text-heavy   {name:>6}: {statistics.median(runs) * 1000:8.1f} ms  "
+              f"({len(text) / MIB / statistics.median(runs):7.1f} MiB/s)")
+    if _framing_c is not None:
+        print(f"  text-heavy   Cython vs pure reference: {median_ratio(times, 'py', 'c'):6.1f}x faster (target >= 10x)")
+
+    pickles, stream = pickle_heavy_objects(size)
+    times = interleaved({"loads": loads_loop(pickles), "split": splitter_run(impl, stream)}, rounds=rounds)
+    for name, runs in times.items():
+        print(f"  pickle-heavy {name:>6}: {statistics.median(runs) * 1000:8.1f} ms  ({len(pickles)} pickles)")
+    print(f"  pickle-heavy {impl.__name__.rsplit('.', 1)[-1]} split vs bare pickle.loads loop: "
+          f"{median_ratio(times, 'loads', 'split'):5.2f}x speed (target >= 0.8x)")
+
+    big, small = large_pickle(50_000_000), large_pickle(5_000_000)
+    times = interleaved({"50MB": splitter_run(impl, big), "5MB": splitter_run(impl, small)}, rounds=rounds)
+    for name, runs in times.items():
+        print(f"  one pickle   {name:>6}: {statistics.median(runs) * 1000:8.1f} ms")
+    print(f"  one pickle   time(50 MB) / time(5 MB): {median_ratio(times, '50MB', '5MB'):5.1f} (target <= 12, linear = 10)")
+    if impl is _framing_c:
+        times = interleaved({"50MB": splitter_run(_framing_py, big), "5MB": splitter_run(_framing_py, small)},
+                            rounds=max(3, rounds // 2))
+        print(f"  one pickle   pure reference time(50 MB) / time(5 MB): {median_ratio(times, '50MB', '5MB'):5.1f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--size-mib", type=int, default=64)
+    args = parser.parse_args()
+    report(args.rounds, args.size_mib * MIB)
