@@ -103,6 +103,8 @@ class RunResult:
     """Seconds from start to the end of the drain."""
     protocol_errors: int = 0
     """Frames the socket reader rejected (garbage, bad tags, undecodable payloads)."""
+    connections: Optional[int] = None
+    """Raw sockets: connections the Task (and its children) opened; ``None`` with ZeroMQ."""
 
     @property
     def ok(self) -> bool:
@@ -256,6 +258,8 @@ class TaskRunner:
         stats = self._socket.stats
         if stats is not None:
             result.protocol_errors = stats.framing_errors + stats.payload_errors + stats.auth_failures
+            if not self._socket.use_zmq:
+                result.connections = stats.connections_accepted
         result.duration = time.monotonic() - start
         return result
 
