@@ -1,0 +1,129 @@
+"""The command line as a new user runs it: ``python -m lute_ipc ...`` in a fresh process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Optional
+
+import pytest
+
+import lute_ipc
+from lute_ipc.cli import main
+
+from .usage_tasks.common import child_env
+
+
+def _env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    env = child_env()
+    for name in list(env):
+        if name.startswith("LUTE_") and name != "LUTE_IPC_PURE_PYTHON":
+            del env[name]
+    env.update(extra or {})
+    return env
+
+
+def _cli(tmp_path: Path, *args: str, extra: Optional[Dict[str, str]] = None,
+         timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lute_ipc", *args], cwd=tmp_path, env=_env(extra),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _one_line_error(proc: subprocess.CompletedProcess) -> str:
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("python -m lute_ipc") and "error:" in lines[0]
+    return lines[0]
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    proc = _cli(tmp_path, "demo")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    for expected in ("[signal] TASK_STARTED", "[signal] TASK_DONE", "[result] {'messages': 20000",
+                     "[log]    TASK_LOG -- INFO:lute_ipc.demo.task: started", ";;;GSM",
+                     "[text]   a plain print() on stdout", "progress: 20000/20000 data messages",
+                     "summary: TASK_DONE, exit code 0", "0 protocol errors", "OK: every message arrived, in order"):
+        assert expected in out, f"{expected!r} missing from:\n{out}"
+    assert " msg/s" in out
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("options", [["--raw", "--tcp"], ["--zmq", "--tcp"], ["--raw"]],
+                         ids=["raw-tcp", "zmq-tcp", "raw-unix"])
+def test_demo_transports(tmp_path: Path, options: list) -> None:
+    proc = _cli(tmp_path, "demo", "--messages", "3000", *options)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "progress: 3000/3000" in proc.stdout and "OK: every message arrived" in proc.stdout
+    assert ("TCP 127.0.0.1" in proc.stdout) == ("--tcp" in options)
+    assert ("raw sockets" in proc.stdout) == ("--raw" in options)
+
+
+def test_demo_with_a_failing_task_exits_1(tmp_path: Path) -> None:
+    proc = _cli(tmp_path, "demo", "--fail", "--messages", "10")
+    assert proc.returncode == 1
+    assert "[signal] TASK_FAILED" in proc.stdout and "summary: TASK_FAILED, exit code 1" in proc.stdout
+    assert "TASK_FAILED" in _one_line_error(proc)
+
+
+def test_info(tmp_path: Path) -> None:
+    key = "ab" * 32
+    proc = _cli(tmp_path, "info", extra={"LUTE_IPC_KEY": key, "LUTE_USE_TCP": "1", "LUTE_USE_ZMQ": "0"})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    expected_impl = "python" if os.environ.get("LUTE_IPC_PURE_PYTHON", "") not in ("", "0") else \
+        lute_ipc.framing.IMPLEMENTATION
+    assert out.startswith(f"lute_ipc {lute_ipc.__version__}")
+    assert f"implementation: {expected_impl} (" in out
+    assert "pyzmq " in out and "libzmq " in out
+    assert "raw sockets" in out and "TCP" in out and "required" in out
+    assert "set (never shown)" in out and key not in out
+
+
+def test_info_reports_a_bad_environment(tmp_path: Path) -> None:
+    proc = _cli(tmp_path, "info", extra={"LUTE_PORT": "not-a-port"})
+    assert proc.returncode == 1
+    assert "LUTE_PORT" in proc.stdout and "INVALID" in proc.stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], ["demo", "--help"], ["info", "--help"], ["--version"]],
+                         ids=["main", "demo", "info", "version"])
+def test_help_everywhere(tmp_path: Path, args: list) -> None:
+    proc = _cli(tmp_path, *args)
+    assert proc.returncode == 0 and proc.stderr == ""
+    if args == ["--version"]:
+        assert proc.stdout.strip() == f"lute_ipc {lute_ipc.__version__}"
+    else:
+        assert proc.stdout.startswith("usage: python -m lute_ipc")
+
+
+@pytest.mark.parametrize("args", [
+    [], ["bogus"], ["demo", "--messages", "-5"], ["demo", "--messages", "many"], ["demo", "--zmq", "--raw"],
+    ["demo", "--timeout", "0"], ["info", "--extra"], ["demo", "--messages"],
+], ids=["none", "unknown-command", "negative", "not-a-number", "zmq-and-raw", "zero-timeout", "unknown-option",
+        "missing-value"])
+def test_bad_arguments_give_one_line_and_exit_2(tmp_path: Path, args: list) -> None:
+    proc = _cli(tmp_path, *args)
+    assert proc.returncode == 2
+    _one_line_error(proc)
+    assert proc.stdout == ""
+
+
+def test_main_returns_codes_instead_of_exiting(capsys: pytest.CaptureFixture) -> None:
+    assert main(["demo", "--messages", "x"]) == 2
+    assert main(["--help"]) == 0
+    captured = capsys.readouterr()
+    assert "usage: lute-ipc" in captured.out
+    assert captured.err.count("\n") == 1
+
+
+def test_console_script(tmp_path: Path) -> None:
+    exe = shutil.which("lute-ipc", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    if exe is None:
+        pytest.skip("the lute-ipc console script is not installed (pip install -e .)")
+    proc = subprocess.run([exe, "info"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("lute_ipc ")
