@@ -127,3 +127,22 @@ def test_console_script(tmp_path: Path) -> None:
     proc = subprocess.run([exe, "info"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("lute_ipc ")
+
+
+def test_readme_quickstart_runs(tmp_path: Path) -> None:
+    """The two Quickstart snippets of README.md, run as written: they must stay true."""
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    executor, task = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    (tmp_path / "run.py").write_text(executor)
+    (tmp_path / "my_task.py").write_text(task)
+    proc = subprocess.run([sys.executable, "run.py"], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "log: INFO:root:working..." in lines
+    assert "result: {'result': 42}" in lines
+    assert "other: Message(contents=None, signal='TASK_STARTED')" in lines
+    assert lines[-1] == "TASK_DONE 0 4"
