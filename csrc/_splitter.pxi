@@ -53,6 +53,9 @@ cdef unsigned char _SP_EFFECT[256]
 cdef unsigned char _SP_POPS[256]
 cdef unsigned char _SP_PUSHES[256]
 cdef unsigned char _SP_BELOW[256]
+# Derived: 1 + argument size for the opcodes of the fast path (fixed-size argument, plain
+# stack effect, not naming a global), else 0.
+cdef unsigned char _SP_FAST_STEP[256]
 # Kinds as compile-time constants (checked against the spec's values at import below).
 cdef enum:
     _SP_A_FIXED = 1
@@ -92,6 +95,10 @@ cdef _sp_load_tables():
         _SP_POPS[i] = _sp_spec.POPS[i]
         _SP_PUSHES[i] = _sp_spec.PUSHES[i]
         _SP_BELOW[i] = _sp_spec.BELOW[i]
+        _SP_FAST_STEP[i] = 0
+        if (_SP_ARG_KIND[i] == _sp_spec.A_FIXED and _SP_EFFECT[i] == _sp_spec.S_PLAIN
+                and i != 0x93 and i != 0x63 and i != 0x69):
+            _SP_FAST_STEP[i] = 1 + _SP_ARG_SIZE[i]
 
 
 _sp_load_tables()
@@ -605,8 +612,20 @@ cdef class MixedStreamSplitter:
         cdef bint streaming = self._streaming
         cdef bint skipping = self._streaming and not self._retain
         cdef int i
+        cdef unsigned char step
         while pos < end:
             op = buf[pos]
+            step = _SP_FAST_STEP[op]
+            if step:
+                # Most opcodes: a fixed-size argument and a plain stack effect.
+                if pos + step > end:
+                    break
+                if depth < _SP_POPS[op]:
+                    status = _SP_INVALID
+                    break
+                depth += _SP_PUSHES[op] - _SP_POPS[op]
+                pos += step
+                continue
             kind = _SP_ARG_KIND[op]
             if kind == _SP_A_FIXED:
                 nxt = pos + 1 + _SP_ARG_SIZE[op]

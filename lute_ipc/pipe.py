@@ -333,22 +333,25 @@ class PipeCommunicator(Communicator):
     # ------------------------------------------------------------------ Task side
     def _write_task(self, msg: Message) -> None:
         signal = msg.signal or ""
-        if self._use_pickle:
-            data = codec.dumps(msg.contents)
-            out, err = _binary(sys.stdout, "stdout"), _binary(sys.stderr, "stderr")
-            sys.stdout.flush()  # text print()ed before this write goes first
-            sys.stderr.flush()
-            if signal:
-                err.write(signal.encode())
-            err.flush()  # the signal is readable before its contents (see the module docstring)
-            out.write(data)
-            out.flush()
-        else:
-            contents = _text_contents(msg)
-            sys.stderr.write(signal)
-            sys.stderr.flush()
-            sys.stdout.write(contents)
-            sys.stdout.flush()
+        try:
+            if self._use_pickle:
+                data = codec.dumps(msg.contents)
+                out, err = _binary(sys.stdout, "stdout"), _binary(sys.stderr, "stderr")
+                sys.stdout.flush()  # text print()ed before this write goes first
+                sys.stderr.flush()
+                if signal:
+                    err.write(signal.encode())
+                err.flush()  # the signal is readable before its contents (see the module docstring)
+                out.write(data)
+                out.flush()
+            else:
+                contents = _text_contents(msg)
+                sys.stderr.write(signal)
+                sys.stderr.flush()
+                sys.stdout.write(contents)
+                sys.stdout.flush()
+        except BrokenPipeError as exc:
+            raise TransportError("the Executor is gone: the Task's stdout/stderr pipe is closed") from exc
 
     def _stdin_stream(self) -> Optional[_Stream]:
         if self._stdin is None:
