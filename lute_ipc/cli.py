@@ -176,11 +176,13 @@ class _Console:
         self.stream.write(text + "\n")
         self.stream.flush()
 
-    def progress(self, text: str, force: bool = False) -> None:
+    def progress(self, make_text: Callable[[], str], force: bool = False) -> None:
+        """Draw ``make_text()`` if the last draw is old enough (or ``force``)."""
         now = time.monotonic()
         if not force and now - self._last_draw < (0.1 if self.live else 0.5):
             return
         self._last_draw = now
+        text = make_text()
         if self.live:
             self.stream.write("\r\x1b[2K" + text)
             self._progress_shown = True
@@ -243,7 +245,7 @@ def _run_demo(args: argparse.Namespace) -> int:
                 state["first"] = now
             state["last"] = now
             state["data"] += 1
-            console.progress(_progress_text(state, total))
+            console.progress(lambda: _progress_text(state, total))
         elif isinstance(contents, str):
             console.line(f"[text]   {contents.rstrip()}")
         else:
@@ -261,12 +263,11 @@ def _run_demo(args: argparse.Namespace) -> int:
         sys.stderr.write(f"{args.prog} demo: interrupted; the Task was stopped\n")
         return EXIT_INTERRUPTED
     if total:
-        console.progress(_progress_text(state, total), force=True)
+        console.progress(lambda: _progress_text(state, total), force=True)
     console.end_progress()
-    rate = result.messages / result.duration if result.duration > 0 else 0.0
     console.line(f"summary: {result.outcome}, exit code {result.returncode}, {result.messages} messages "
-                 f"({result.pipe_messages} pipe, {result.socket_messages} socket) in {result.duration:.2f} s "
-                 f"({rate:,.0f} msg/s), {result.protocol_errors} protocol errors")
+                 f"({result.pipe_messages} pipe, {result.socket_messages} socket), {result.protocol_errors} "
+                 f"protocol errors, {result.duration:.2f} s with the Task's start-up")
     problems = []
     if args.fail:
         if result.outcome is not Outcome.FAILED:

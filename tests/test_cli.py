@@ -46,7 +46,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     for expected in ("[signal] TASK_STARTED", "[signal] TASK_DONE", "[result] {'messages': 20000",
                      "[log]    TASK_LOG -- INFO:lute_ipc.demo.task: started", ";;;GSM",
                      "[text]   a plain print() on stdout", "progress: 20000/20000 data messages",
-                     "summary: TASK_DONE, exit code 0", "0 protocol errors", "OK: every message arrived, in order"):
+                     "summary: TASK_DONE, exit code 0", " 0 protocol errors", "OK: every message arrived, in order"):
         assert expected in out, f"{expected!r} missing from:\n{out}"
     assert " msg/s" in out
     assert proc.stderr == ""
