@@ -277,12 +277,12 @@ def _run_demo(args: argparse.Namespace) -> int:
     else:
         if result.outcome is not Outcome.DONE:
             problems.append(f"the Task ended {result.outcome} (exit code {result.returncode})")
-        if state["data"] != total:
+        elif state["data"] != total:
             problems.append(f"{state['data']} of {total} data messages arrived")
-        if not state["in_order"]:
+        if not problems and not state["in_order"]:
             problems.append("data messages arrived out of order")
         expected = {"messages": total, "checksum": checksum(total)}
-        if result.results != [expected]:
+        if not problems and result.results != [expected]:
             problems.append(f"result {result.results!r} != {[expected]!r}")
     if problems:
         sys.stderr.write(f"{args.prog} demo: error: " + "; ".join(problems) + "\n")

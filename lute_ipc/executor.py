@@ -167,6 +167,7 @@ class TaskRunner:
         self.stop_timeout = stop_timeout
         self.drain_timeout = drain_timeout
         self.keep_results = keep_results
+        self._name = " ".join(self.cmd) if len(" ".join(self.cmd)) <= 120 else " ".join(self.cmd)[:117] + "..."
         self._hooks: Dict[str, Hook] = {}
         self._catch_all: Optional[Hook] = None
         self._cancel = threading.Event()
@@ -302,7 +303,7 @@ class TaskRunner:
                 self._stop_child()
                 return Outcome.CANCELLED
             if deadline is not None and time.monotonic() >= deadline:
-                logger.warning("Task %s exceeded its timeout of %g s: stopping it", self.cmd[0], self.timeout)
+                logger.warning("Task %s exceeded its timeout of %g s: stopping it", self._name, self.timeout)
                 self._stop_child()
                 return Outcome.TIMEOUT
 
@@ -361,7 +362,7 @@ class TaskRunner:
             if now >= deadline:
                 if got or not self._socket_settled():
                     logger.warning("Task %s: messages were still arriving %g s after it exited "
-                                   "(drain_timeout); later ones are not dispatched", self.cmd[0],
+                                   "(drain_timeout); later ones are not dispatched", self._name,
                                    self.drain_timeout)
                 return
 
@@ -391,7 +392,7 @@ class TaskRunner:
                 else:
                     time.sleep(0.01)
         if proc.poll() is None:
-            logger.error("Task %s (pid %d) did not die after SIGKILL within %g s", self.cmd[0], proc.pid,
+            logger.error("Task %s (pid %d) did not die after SIGKILL within %g s", self._name, proc.pid,
                          self.stop_timeout)
 
     def _natural_outcome(self) -> Outcome:

@@ -33,6 +33,9 @@ A record the transport fails to send is also written to the fallback stream and 
 in :attr:`spilled`. :meth:`flush` waits until everything buffered was sent;
 :meth:`close` (called by ``logging.shutdown()`` at exit) flushes, stops the thread and
 closes the connection it opened.
+
+Create the handler in the process that logs. In a forked child, an inherited handler does not
+use its parent's connection: it writes records to the fallback stream; add a new handler there.
 """
 
 from __future__ import annotations

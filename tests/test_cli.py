@@ -146,3 +146,12 @@ def test_readme_quickstart_runs(tmp_path: Path) -> None:
     assert "result: {'result': 42}" in lines
     assert "other: Message(contents=None, signal='TASK_STARTED')" in lines
     assert lines[-1] == "TASK_DONE 0 4"
+
+
+def test_demo_timeout_stops_the_task(tmp_path: Path) -> None:
+    proc = _cli(tmp_path, "demo", "--messages", "10000000", "--timeout", "1")
+    assert proc.returncode == 1
+    assert "summary: TIMEOUT" in proc.stdout
+    *warnings, error = proc.stderr.splitlines()
+    assert error == "python -m lute_ipc demo: error: the Task ended TIMEOUT (exit code -15)"
+    assert [w for w in warnings if "exceeded its timeout of 1 s" not in w] == []
