@@ -10,7 +10,8 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.list cimport PyList_Append
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.memoryview cimport PyMemoryView_FromMemory
-from cpython.unicode cimport PyUnicode_DecodeUTF8, PyUnicode_DecodeASCII
+from cpython.unicode cimport (PyUnicode_DecodeUTF8, PyUnicode_DecodeASCII, PyUnicode_KIND, PyUnicode_DATA,
+                              PyUnicode_GET_LENGTH, PyUnicode_2BYTE_KIND)
 from libc.string cimport memcmp, memcpy, memchr, memmove
 from libc.stdint cimport uint64_t, int32_t
 
@@ -203,6 +204,27 @@ cdef inline Py_ssize_t _sp_valid_prefix(const unsigned char* p, Py_ssize_t n, bi
         ascii[0] = False
         i += size
     return i
+
+
+cdef inline bint _sp_has_escapes(str text) noexcept:
+    """Whether text decoded with surrogateescape holds an escaped byte (a code point U+DC80..U+DCFF)."""
+    cdef unsigned int kind = PyUnicode_KIND(text)
+    cdef Py_ssize_t i, n = PyUnicode_GET_LENGTH(text)
+    cdef const unsigned short* ucs2
+    cdef const unsigned int* ucs4
+    if kind == 1:
+        return False  # Latin-1 range only
+    if kind == PyUnicode_2BYTE_KIND:
+        ucs2 = <const unsigned short*>PyUnicode_DATA(text)
+        for i in range(n):
+            if 0xDC80 <= ucs2[i] <= 0xDCFF:
+                return True
+        return False
+    ucs4 = <const unsigned int*>PyUnicode_DATA(text)
+    for i in range(n):
+        if 0xDC80 <= ucs4[i] <= 0xDCFF:
+            return True
+    return False
 
 
 cdef inline bint _sp_contains(const unsigned char* buf, Py_ssize_t n, const char* needle, Py_ssize_t m) noexcept nogil:
@@ -404,6 +426,14 @@ cdef class MixedStreamSplitter:
         cdef Py_ssize_t n, valid, bad
         cdef bint ascii
         cdef bytes raw
+        cdef str text
+        if start >= end:
+            return 0
+        # One decoding pass; invalid bytes would show as lone surrogates U+DC80..U+DCFF.
+        text = PyUnicode_DecodeUTF8(<const char*>self._buf + start, end - start, "surrogateescape")
+        if not _sp_has_escapes(text):
+            PyList_Append(out, _SpText(text))
+            return 0
         while start < end:
             p = self._buf + start
             n = end - start

@@ -183,6 +183,30 @@ def test_read_returns_within_wait_when_nothing_comes(executor: PipeCommunicator,
         finish(proc)
 
 
+def test_waiting_does_not_busy_loop(executor: PipeCommunicator) -> None:
+    proc = spawn("silent", "5")
+    try:
+        cpu = time.process_time()
+        start = time.monotonic()
+        while time.monotonic() - start < 1.0:
+            executor.read(proc, wait=0.25)
+        assert time.process_time() - cpu < 0.3  # select sleeps; a busy loop would burn ~1 s
+    finally:
+        proc.kill()
+        finish(proc)
+
+
+def test_held_signal_waits_for_its_object_without_busy_looping(executor: PipeCommunicator) -> None:
+    proc = spawn("text_signals")
+    try:
+        cpu = time.process_time()
+        messages = collect(executor, proc)
+        assert [m.signal for m in messages] == ["TASK_STARTED", "TASK_LOG", "TASK_DONE"]
+        assert time.process_time() - cpu < 0.5
+    finally:
+        finish(proc)
+
+
 # --------------------------------------------------------------------------- Executor -> Task
 def test_executor_to_task_round_trip(executor: PipeCommunicator, nonblocking: bool) -> None:
     proc = spawn("echo", nonblocking=nonblocking)
