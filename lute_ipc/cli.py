@@ -144,8 +144,9 @@ def _positive_float(text: str) -> float:
 
 def _configure_demo(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Run an Executor and a real Task subprocess (python -m lute_ipc._demo_task) end to "
-                          "end: signals and short text over the pipes, data, results and log lines "
-                          "(SocketLogHandler) over one persistent socket connection.")
+                          "end: signals and print() output over the pipes; data, text reports and results "
+                          "(lute_ipc.task.report) and log lines (SocketLogHandler) over persistent socket "
+                          "connections. Exits 0 when every message arrived, in order.")
     parser.add_argument("--messages", type=_positive_int, default=20_000, metavar="N",
                         help="data messages the Task sends (default: 20000)")
     parser.add_argument("--tcp", action="store_true",
@@ -157,7 +158,8 @@ def _configure_demo(parser: argparse.ArgumentParser) -> None:
                       help="raw stream sockets")
     parser.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
                         help="stop the Task after this long (default: 60)")
-    parser.add_argument("--fail", action="store_true", help="make the Task fail, to see a TASK_FAILED run (the demo then exits with 1)")
+    parser.add_argument("--fail", action="store_true",
+                        help="make the Task fail, to see a TASK_FAILED run (the demo then exits with 1)")
 
 
 class _Console:
