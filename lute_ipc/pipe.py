@@ -319,7 +319,9 @@ class PipeCommunicator(Communicator):
         if proc.stdin is None:
             raise UsageError("the process has no stdin pipe (use stdin=subprocess.PIPE)")
         if self._use_pickle:
-            data = codec.dumps(msg)
+            # LUTE's class paths: a LUTE Task checks isinstance(x, lute.execution.ipc.Message);
+            # lute_ipc Tasks map the names back to lute_ipc's classes.
+            data = codec.dumps_lute_names(msg)
         else:
             data = _text_contents(msg).encode()
         try:
