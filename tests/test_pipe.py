@@ -282,16 +282,18 @@ def test_text_mode_refuses_objects_like_lute(executor: PipeCommunicator) -> None
         task.write(Message(3))
 
 
-def test_task_write_bytes_are_luteS(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Std(io.TextIOWrapper):
-        pass
-
+def test_task_write_bytes_are_lute_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     out, err = io.BytesIO(), io.BytesIO()
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out, write_through=True))
     monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(err, write_through=True))
     PipeCommunicator(Party.TASK).write(Message({"a": 1}, "TASK_RESULT"))
-    assert out.getvalue() == pickle.dumps({"a": 1})
+    assert out.getvalue() == pickle.dumps({"a": 1})  # what LUTE 0.3.0's Task writes
     assert err.getvalue() == b"TASK_RESULT"
+    PipeCommunicator(Party.TASK).write(Message())
+    assert out.getvalue() == pickle.dumps({"a": 1}) + pickle.dumps(None)
+    assert err.getvalue() == b"TASK_RESULT"
+    PipeCommunicator(Party.TASK, use_pickle=False).write(Message("text", "TASK_LOG"))
+    assert out.getvalue().endswith(b"text") and err.getvalue() == b"TASK_RESULTTASK_LOG"
 
 
 def test_usage_errors() -> None:
