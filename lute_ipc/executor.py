@@ -11,7 +11,8 @@ rest of LUTE (database, eLog, workflow manager):
    Executor-side :class:`~lute_ipc.pipe.PipeCommunicator`;
 3. polls both communicators and calls a hook per message: ``on_signal(name, fn)`` for
    messages carrying that signal, ``on_message(fn)`` for every other message (no
-   signal — ``print()`` output, pickled objects — or a signal without a hook);
+   signal — ``print()`` output, pickled objects — or a signal without a hook); as LUTE's
+   Executor does, ``NO_PICKLE_MODE`` switches the pipe reader to text (``use_pickle=False``);
 4. stops the child on timeout or :meth:`TaskRunner.cancel` (terminate, wait, kill:
    bounded), and after the child exits drains both communicators so every message the
    Task sent before exiting is dispatched;
@@ -338,6 +339,8 @@ class TaskRunner:
                 result.last_signal = signal
             elif signal == "TASK_RESULT" and self.keep_results:
                 result.results.append(msg.contents)
+            elif signal == "NO_PICKLE_MODE" and self._pipe is not None:
+                self._pipe.use_pickle = False  # type: ignore[attr-defined]  # LUTE: the Task now writes text
             hook = self._hooks.get(signal)
             if hook is not None:
                 hook(msg)

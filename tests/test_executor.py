@@ -77,7 +77,7 @@ def test_task_failed_signal_with_exit_code_0_is_a_failure() -> None:
 
 
 def test_a_task_that_hangs_is_stopped_at_the_timeout() -> None:
-    runner = _runner("hang_task.py", timeout=1.5)
+    runner = _runner("hang_task.py", timeout=2.5)
     started: List[Message] = []
     runner.on_signal("TASK_STARTED", started.append)
     t0 = time.monotonic()
@@ -90,7 +90,7 @@ def test_a_task_that_hangs_is_stopped_at_the_timeout() -> None:
 
 
 def test_a_task_ignoring_sigterm_is_killed() -> None:
-    runner = _runner("hang_task.py", "--ignore-term", timeout=1.5, stop_timeout=0.5)
+    runner = _runner("hang_task.py", "--ignore-term", timeout=2.5, stop_timeout=0.5)
     started: List[Message] = []
     runner.on_signal("TASK_STARTED", started.append)  # SIG_IGN is set before TASK_STARTED
     result = runner.run()
@@ -218,3 +218,15 @@ def test_a_missing_executable_raises_and_cleans_up() -> None:
     with pytest.raises(FileNotFoundError):
         TaskRunner(["/nonexistent/lute-task"]).run()
     assert {k: v for k, v in os.environ.items() if k.startswith("LUTE_")} == before
+
+
+def test_no_pickle_mode_text_is_all_delivered() -> None:
+    """After NO_PICKLE_MODE the pipe reader expects text (as LUTE's Executor). Text and signals
+    read in the same pass as the switch may be paired either way; none of it is lost."""
+    seen: List[Message] = []
+    result = run_task([sys.executable, script("nopickle_task.py")], on_message=seen.append,
+                      hooks={"TASK_LOG": seen.append}, timeout=30)
+    assert result.outcome is Outcome.DONE
+    assert result.signals == {"NO_PICKLE_MODE": 1, "TASK_LOG": 3, "TASK_DONE": 1}
+    assert "".join(m.contents for m in seen if isinstance(m.contents, str)) == \
+        "plain text 0plain text 1plain text 2"
