@@ -4,9 +4,11 @@ Run as a script for the report (medians of interleaved rounds, ratios measured i
 run), or with ``python -m pytest benchmarks/bench_splitter.py`` for pytest-benchmark tracking.
 
 Workloads, all fed in 64 KiB reads as a pipe delivers them:
-* **text-heavy**: 64 MiB of log lines (some non-ASCII) with a small pickle every ~25 lines;
+* **text-heavy**: 64 MiB of log lines (some non-ASCII) with a pickled str (what a LUTE Task
+  writes for each report) every ~25 lines;
   Cython vs the pure-Python reference (target >= 10x);
-* **pickle-heavy**: 64 MiB of pickled result/log objects with a short print() now and then;
+* **pickle-heavy**: 64 MiB of pickled result dicts (floats, strings, tuples) and log strings
+  with a short print() now and then;
   Cython vs a bare ``pickle.loads`` loop over the same pickles, already cut (target >= 0.8x);
 * **one large pickle**: 50 MB vs 5 MB (the same structure, 10x the size): the time ratio
   shows whether the work is linear (target <= 12; quadratic re-parsing would give ~100).
@@ -28,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._timing import interleaved, median_ratio  # noqa: E402
 from lute_ipc import _framing_py  # noqa: E402
-from lute_ipc.message import Message  # noqa: E402
 
 try:
     from lute_ipc import _framing_c
@@ -50,7 +51,7 @@ def text_heavy_stream(size: int, seed: int = 1) -> bytes:
             parts.append(line.encode())
             total += len(parts[-1])
             i += 1
-        parts.append(pickle.dumps(Message(f"progress {i}", "TASK_LOG")))
+        parts.append(pickle.dumps(f"progress: step {i} done"))  # a LUTE Task pickles str contents
         total += len(parts[-1])
     return b"".join(parts)
 
@@ -65,8 +66,8 @@ def pickle_heavy_objects(size: int, seed: int = 2) -> Tuple[List[bytes], bytes]:
     while total < size:
         obj: Any = {"event": i, "values": [rng.random() for _ in range(rng.randrange(20, 120))],
                     "name": f"run-{i}", "ok": True, "tags": ("a", "b", str(i))}
-        if i % 3 == 0:
-            obj = Message(f"log {i}: " + "x" * rng.randrange(50, 400), "TASK_LOG")
+        if i % 3 == 0:  # a log line, as a LUTE Task pickles str contents
+            obj = f"log {i}: " + "x" * rng.randrange(50, 400)
         data = pickle.dumps(obj)
         pickles.append(data)
         parts.append(data)
