@@ -1,9 +1,21 @@
 """The ``lute-ipc`` / ``python -m lute_ipc`` command line: ``demo`` and ``info``.
 
-Subcommands are entries of :data:`COMMANDS`; a new one (e.g. ``bench``) is added by
-appending a :class:`Command` whose ``run`` imports its module lazily, so
-``python -m lute_ipc --help`` stays fast. :func:`main` never raises ``SystemExit``: it
-returns the exit code (0 success, 1 failure, 2 bad arguments, 130 interrupted).
+Subcommands are entries of :data:`COMMANDS`. A new one is one more entry whose functions
+import their module lazily, so ``python -m lute_ipc --help`` stays fast; for the planned
+``bench`` (not registered yet)::
+
+    def _configure_bench(parser):            # add the arguments
+        from .bench import configure
+        configure(parser)
+
+    def _run_bench(args) -> int:             # do the work, return the exit code
+        from .bench import run
+        return run(args)
+
+    COMMANDS.append(Command("bench", "measure decode/transport speed", _configure_bench, _run_bench))
+
+:func:`main` never raises ``SystemExit``: it returns the exit code (0 success, 1 failure,
+2 bad arguments, 130 interrupted). Bad arguments give one line on stderr.
 """
 
 from __future__ import annotations
