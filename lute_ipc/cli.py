@@ -1,14 +1,14 @@
 """The ``lute-ipc`` / ``python -m lute_ipc`` command line: ``demo`` and ``info``.
 
-Subcommands are entries of :data:`COMMANDS`. A new one is one more entry whose functions
-import their module lazily, so ``python -m lute_ipc --help`` stays fast; for the planned
-``bench`` (not registered yet)::
+Subcommands are entries of :data:`COMMANDS`. A new one is one more entry; every
+``configure`` runs on each invocation, so it only declares arguments, and ``run`` imports
+the heavy module, keeping ``python -m lute_ipc --help`` fast. For the planned ``bench``
+(not registered yet)::
 
-    def _configure_bench(parser):            # add the arguments
-        from .bench import configure
-        configure(parser)
+    def _configure_bench(parser):            # declare the arguments only
+        parser.add_argument("--quick", action="store_true")
 
-    def _run_bench(args) -> int:             # do the work, return the exit code
+    def _run_bench(args) -> int:             # import lazily, do the work, return the exit code
         from .bench import run
         return run(args)
 
