@@ -164,3 +164,22 @@ def test_signals_back_to_back_in_any_chunking(impl: ModuleType, parts: list, siz
 def test_tokenizer_cython_equals_reference(both_impls: Dict[str, ModuleType], data: bytes, sizes: list) -> None:
     chunks = chunked(data, sizes)
     assert tokenize(both_impls["c"], chunks) == tokenize(both_impls["py"], chunks)
+
+
+# Large pickles take another road in the Cython twin (kept as their pieces); same items.
+_LARGE = [pickle.dumps([bytes([i % 251]) * 700 for i in range(1800)], p) for p in (2, 4, 5)]
+_LARGE.append(_LARGE[1][: len(_LARGE[1]) // 2])  # cut short
+_LARGE.append(b"\x80\x02B" + (1300000).to_bytes(4, "little") + b"\xd0" * 1300000 + b"0a")  # breaks the grammar
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(before=adversarial_bytes, large=st.sampled_from(range(len(_LARGE))), after=adversarial_bytes,
+       sizes=st.lists(st.integers(1000, 400_000), min_size=1, max_size=6),
+       max_size=st.sampled_from([1 << 20, 2 << 20, 1 << 28]))
+def test_cython_equals_reference_with_large_pickles(both_impls: Dict[str, ModuleType], before: bytes, large: int,
+                                                     after: bytes, sizes: list, max_size: int) -> None:
+    chunks = chunked(before + _LARGE[large] + after, sizes)
+    c_items, c_counters = split(both_impls["c"], chunks, max_pickle_size=max_size)
+    py_items, py_counters = split(both_impls["py"], chunks, max_pickle_size=max_size)
+    assert c_items == py_items
+    assert c_counters == py_counters
