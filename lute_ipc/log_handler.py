@@ -239,8 +239,12 @@ class SocketLogHandler(logging.Handler):
                 with self._cond:
                     left: List[Message] = list(self._buffer)
                     self._buffer.clear()
+                    stuck = self._in_flight if self._thread.is_alive() else 0
                 if left:
                     self._spill(left, "the Executor did not take them before close")
+                if stuck:
+                    self._write_fallback(f"lute_ipc SocketLogHandler: {stuck} log record(s) were being sent "
+                                         f"when close() gave up waiting for the Executor; they may be lost\n")
                 if self._owns_communicator:
                     self._communicator.close()
         finally:

@@ -217,3 +217,27 @@ def test_a_record_logged_by_the_drain_thread_does_not_deadlock(raw_executor: Soc
     handler.close()
     task.close()
     assert [m.contents for m in got] == ["trigger", "logged from the drain thread"]
+
+
+def test_close_with_a_stalled_executor_reports_what_it_could_not_deliver(raw_executor: SocketCommunicator) -> None:
+    """The Executor never reads: close() gives up after close_timeout, spills the buffer and says
+    how many records were stuck in the transport. Nothing disappears without a word."""
+    task = _task_side()
+    fallback = io.StringIO()
+    handler = SocketLogHandler(communicator=task, capacity=100_000, close_timeout=0.5, fallback=fallback)
+    logger = _logger(handler, "usage.stalled")
+    filler = "s" * 4000
+    total = 1000  # 4 MB: far more than the socket buffers hold
+    for i in range(total):
+        logger.info("%d %s", i, filler)
+    handler.close()
+    text = fallback.getvalue()
+    spilled = [line for line in text.splitlines() if line.endswith(filler)]
+    assert len(spilled) == handler.spilled > 0
+    stuck = re.search(r"(\d+) log record\(s\) were being sent", text)
+    assert stuck is not None
+    # the rest reaches the Executor once it reads: sent + stuck + spilled account for everything
+    assert handler.sent + int(stuck.group(1)) + handler.spilled == total
+    got = read_until_quiet(raw_executor, quiet=0.5)
+    task.close()
+    assert len(got) >= handler.sent
