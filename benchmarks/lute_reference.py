@@ -8,6 +8,7 @@ buffer; keep the whole remainder as "partial" when a frame is not complete), not
 from __future__ import annotations
 
 import pickle
+import socket
 from typing import Any, List, Optional
 
 HEAD = b"MSG"
@@ -55,3 +56,58 @@ class LuteDecoder:
             else:
                 work = b""
         return out
+
+
+class LuteSocketReader:
+    """LUTE's raw-socket Executor reader, re-expressed from its description (not copied).
+
+    One background thread: ``accept`` one connection (the listening socket has a 10 ms
+    timeout), read it until the peer closes, decode the bytes with :class:`LuteDecoder`,
+    put the messages on a ``queue.Queue``; then the next connection. ``read()`` waits up to
+    10 ms for a message and returns ``None`` when none came (LUTE returns ``Message()``).
+    Connections are served strictly one after the other, so a connection that stays open
+    blocks every other one, and nothing is delivered before its connection closes.
+    """
+
+    ACCEPT_TIMEOUT = 0.01
+
+    def __init__(self, listener: socket.socket) -> None:
+        import queue
+        import threading
+
+        self._listener = listener
+        self._listener.settimeout(self.ACCEPT_TIMEOUT)
+        self._decoder = LuteDecoder()
+        self._queue: "queue.Queue[Any]" = queue.Queue()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            data = b""
+            while True:
+                chunk = conn.recv(8192)
+                if not chunk:
+                    break
+                data += chunk
+            conn.close()
+            for msg in self._decoder.feed(data):
+                self._queue.put(msg)
+
+    def read(self) -> Any:
+        import queue
+
+        try:
+            return self._queue.get(timeout=self.ACCEPT_TIMEOUT)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join()
+        self._listener.close()

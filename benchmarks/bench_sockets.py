@@ -1,0 +1,383 @@
+"""Socket transport benchmark: Task process -> Executor ``read()``, against baselines measured in the same run.
+
+Run: ``python benchmarks/bench_sockets.py [--count 100000] [--repeats 3] [--quick]``.
+Prints one table per experiment; every figure is the median of ``--repeats`` runs
+(contenders interleaved run by run, so a noisy shared machine hurts them alike).
+
+1. Stream: COUNT messages (~140-byte frames) from one Task process over one connection,
+   received one by one with ``SocketCommunicator.read()``; baseline: a bare pyzmq
+   PUSH/PULL ``send_pyobj``/``recv_pyobj`` loop between the same two kinds of processes on
+   the same transport (Unix ``ipc://`` or TCP loopback). Target: ratio >= 0.7.
+2. Connection per message (LUTE's Task pattern): ``delayed_setup(); write();
+   clear_communicator()`` per message, vs the LUTE reader re-expressed in
+   ``benchmarks/lute_reference.py`` fed by a LUTE-style writer (connect, send, close).
+   Target: >= 5x.
+3. Latency at a fixed rate: messages carry their send time (``time.perf_counter``, the
+   system-wide monotonic clock on Linux); p50/p99 of receive - send.
+Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.lute_reference import LuteSocketReader, lute_encode  # noqa: E402
+from lute_ipc import Message, Party, SocketCommunicator  # noqa: E402
+from lute_ipc.framing import IMPLEMENTATION  # noqa: E402
+
+CONTENTS = "x" * 48  # a Message with this text pickles to a ~140-byte frame
+TRANSPORTS = [("raw", "unix"), ("raw", "tcp"), ("zmq", "unix"), ("zmq", "tcp")]
+
+
+# =========================================================================== child side
+def _child(argv: List[str]) -> None:
+    """Task-side roles, run in a separate process: ``--child ROLE COUNT [RATE]``."""
+    role, count = argv[0], int(argv[1])
+    rate = float(argv[2]) if len(argv) > 2 else 0.0
+    msg = Message(contents=CONTENTS, signal="TASK_LOG")
+    if role == "ours-stream":
+        comm = SocketCommunicator(Party.TASK)
+        comm.delayed_setup()
+        _ready()
+        write = comm.write
+        for _ in range(count):
+            write(msg)
+        comm.clear_communicator()
+    elif role == "pyzmq-stream":
+        ctx, push = _bare_push()
+        _ready()
+        send = push.send_pyobj
+        for _ in range(count):
+            send(msg)
+        push.close(linger=10000)
+        ctx.term()
+    elif role == "ours-per-message":
+        _ready()
+        for _ in range(count):
+            comm = SocketCommunicator(Party.TASK)
+            comm.delayed_setup()
+            comm.write(msg)
+            comm.clear_communicator()
+    elif role == "lute-per-message":
+        _ready()
+        for _ in range(count):
+            _lute_send(lute_encode(msg))
+    elif role in ("ours-rate", "pyzmq-rate"):
+        if role == "ours-rate":
+            comm = SocketCommunicator(Party.TASK)
+            comm.delayed_setup()
+            send = comm.write
+        else:
+            ctx, push = _bare_push()
+            send = push.send_pyobj
+        _ready()
+        period = 1.0 / rate
+        start = time.perf_counter()
+        for i in range(count):
+            target = start + i * period
+            while time.perf_counter() < target:
+                pass
+            send(Message(contents=(time.perf_counter(), CONTENTS), signal="TASK_LOG"))
+        if role == "ours-rate":
+            comm.clear_communicator()
+        else:
+            push.close(linger=10000)
+            ctx.term()
+    else:
+        raise SystemExit(f"unknown role {role}")
+
+
+def _ready() -> None:
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    sys.stdin.readline()
+
+
+def _bare_push():
+    import zmq
+
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.set_hwm(160000)
+    push.connect(os.environ["BENCH_ZMQ_ADDRESS"])
+    return ctx, push
+
+
+def _lute_send(frame: bytes) -> None:
+    if "LUTE_USE_TCP" in os.environ:
+        sock = socket.create_connection(("127.0.0.1", int(os.environ["LUTE_PORT"])))
+    else:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(os.environ["LUTE_SOCKET"])
+    sock.sendall(frame)
+    sock.close()
+
+
+# =========================================================================== parent side
+def _env_for(kind: str, family: str) -> None:
+    for name in [n for n in os.environ if n.startswith("LUTE_") and n != "LUTE_IPC_PURE_PYTHON"]:
+        del os.environ[name]
+    os.environ["LUTE_USE_ZMQ"] = "1" if kind == "zmq" else "0"
+    if family == "tcp":
+        os.environ["LUTE_USE_TCP"] = "1"
+        os.environ["LUTE_BIND_HOST"] = "127.0.0.1"
+
+
+def _spawn(role: str, count: int, rate: float = 0.0, extra: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update(extra or {})
+    proc = subprocess.Popen([sys.executable, __file__, "--child", role, str(count), str(rate)], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if line.strip() != "ready":
+        proc.kill()
+        raise RuntimeError(f"child {role} failed to start")
+    return proc
+
+
+def _go(proc: subprocess.Popen) -> float:
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    return time.perf_counter()
+
+
+def _end(proc: subprocess.Popen) -> None:
+    proc.stdin.close()
+    proc.wait(60)
+    proc.stdout.close()
+    if proc.returncode:
+        raise RuntimeError(f"child exited with {proc.returncode}")
+
+
+def run_ours(kind: str, family: str, role: str, count: int) -> float:
+    """Seconds from 'go' until ``read()`` returned the last of ``count`` messages."""
+    _env_for(kind, family)
+    ex = SocketCommunicator(Party.EXECUTOR, use_zmq=(kind == "zmq"))
+    ex.delayed_setup()
+    try:
+        proc = _spawn(role, count)
+        start = _go(proc)
+        got, read = 0, ex.read
+        while got < count:
+            if read(wait=5.0).signal is not None:
+                got += 1
+            elif proc.poll() not in (None, 0):
+                raise RuntimeError("Task failed")
+        elapsed = time.perf_counter() - start
+        _end(proc)
+        return elapsed
+    finally:
+        ex.clear_communicator()
+
+
+def _bare_pull(family: str):
+    import zmq
+
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.set_hwm(160000)
+    tmpdir = None
+    if family == "tcp":
+        port = pull.bind_to_random_port("tcp://127.0.0.1")
+        address = f"tcp://127.0.0.1:{port}"
+    else:
+        tmpdir = tempfile.mkdtemp(prefix="bench-zmq-")
+        address = f"ipc://{tmpdir}/pull.sock"
+        pull.bind(address)
+    return ctx, pull, address, tmpdir
+
+
+def run_pyzmq(family: str, count: int) -> float:
+    """The bare pyzmq baseline: PUSH send_pyobj -> PULL recv_pyobj."""
+    ctx, pull, address, tmpdir = _bare_pull(family)
+    try:
+        proc = _spawn("pyzmq-stream", count, extra={"BENCH_ZMQ_ADDRESS": address})
+        start = _go(proc)
+        recv = pull.recv_pyobj
+        for _ in range(count):
+            recv()
+        elapsed = time.perf_counter() - start
+        _end(proc)
+        return elapsed
+    finally:
+        pull.close(linger=0)
+        ctx.term()
+        if tmpdir:
+            os.rmdir(tmpdir) if not os.listdir(tmpdir) else None
+
+
+def run_lute_reader(family: str, count: int) -> float:
+    """LUTE's reader (re-expressed) fed by a LUTE-style connection-per-message writer."""
+    _env_for("raw", family)
+    tmpdir = None
+    if family == "tcp":
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        os.environ["LUTE_PORT"] = str(listener.getsockname()[1])
+    else:
+        tmpdir = tempfile.mkdtemp(prefix="bench-lute-")
+        path = os.path.join(tmpdir, "lute.sock")
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(path)
+        os.environ["LUTE_SOCKET"] = path
+    listener.listen(socket.SOMAXCONN)
+    reader = LuteSocketReader(listener)
+    try:
+        proc = _spawn("lute-per-message", count)
+        start = _go(proc)
+        got = 0
+        while got < count:
+            if reader.read() is not None:
+                got += 1
+        elapsed = time.perf_counter() - start
+        _end(proc)
+        return elapsed
+    finally:
+        reader.close()
+        if tmpdir:
+            for name in os.listdir(tmpdir):
+                os.unlink(os.path.join(tmpdir, name))
+            os.rmdir(tmpdir)
+
+
+def latency_ours(kind: str, family: str, count: int, rate: float) -> List[float]:
+    _env_for(kind, family)
+    ex = SocketCommunicator(Party.EXECUTOR, use_zmq=(kind == "zmq"))
+    ex.delayed_setup()
+    try:
+        proc = _spawn("ours-rate", count, rate)
+        _go(proc)
+        out = []
+        while len(out) < count:
+            msg = ex.read(wait=5.0)
+            if msg.signal is not None:
+                out.append(time.perf_counter() - msg.contents[0])
+        _end(proc)
+        return out
+    finally:
+        ex.clear_communicator()
+
+
+def latency_pyzmq(family: str, count: int, rate: float) -> List[float]:
+    ctx, pull, address, tmpdir = _bare_pull(family)
+    try:
+        proc = _spawn("pyzmq-rate", count, rate, extra={"BENCH_ZMQ_ADDRESS": address})
+        _go(proc)
+        out = []
+        for _ in range(count):
+            sent = pull.recv_pyobj().contents[0]
+            out.append(time.perf_counter() - sent)
+        _end(proc)
+        return out
+    finally:
+        pull.close(linger=0)
+        ctx.term()
+
+
+# =========================================================================== report
+def _median_runs(runs: Dict[str, Callable[[], float]], repeats: int) -> Dict[str, List[float]]:
+    times: Dict[str, List[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            times[name].append(run())
+    return times
+
+
+def _table(title: str, header: Tuple[str, ...], rows: List[Tuple[str, ...]]) -> None:
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+
+
+def stream_report(count: int, repeats: int) -> None:
+    rows = []
+    for kind, family in TRANSPORTS:
+        times = _median_runs({
+            "ours": lambda: run_ours(kind, family, "ours-stream", count),
+            "pyzmq": lambda: run_pyzmq(family, count),
+        }, repeats)
+        ratios = [b / a for a, b in zip(times["ours"], times["pyzmq"])]
+        rows.append((f"{kind}-{family}", f"{count / statistics.median(times['ours']):,.0f}",
+                     f"{count / statistics.median(times['pyzmq']):,.0f}", f"{statistics.median(ratios):.2f}x",
+                     "ok" if statistics.median(ratios) >= 0.7 else "BELOW 0.7x"))
+    _table(f"1. Stream: {count:,} messages, one Task connection -> read() (median of {repeats})",
+           ("transport", "ours msg/s", "pyzmq PUSH/PULL msg/s", "ours/pyzmq", "target 0.7x"), rows)
+
+
+def per_message_report(count: int, repeats: int) -> None:
+    rows = []
+    lute = {family: _median_runs({"lute": lambda: run_lute_reader(family, count)}, repeats)["lute"]
+            for family in ("unix", "tcp")}
+    for kind, family in TRANSPORTS:
+        ours = _median_runs({"ours": lambda: run_ours(kind, family, "ours-per-message", count)}, repeats)["ours"]
+        ratio = statistics.median(lute[family]) / statistics.median(ours)
+        rows.append((f"{kind}-{family}", f"{count / statistics.median(ours):,.0f}",
+                     f"{count / statistics.median(lute[family]):,.0f}", f"{ratio:.2f}x",
+                     "ok" if ratio >= 5 else "below 5x"))
+    _table(f"2. Connection per message: {count:,} messages (median of {repeats}); LUTE = re-expressed "
+           "reader + LUTE-style raw writer", ("transport", "ours msg/s", "LUTE reader msg/s (raw, same family)",
+                                            "ours/LUTE", "target 5x"), rows)
+
+
+def latency_report(count: int, rate: float, repeats: int) -> None:
+    rows = []
+    for kind, family in TRANSPORTS:
+        ours = [latency_ours(kind, family, count, rate) for _ in range(repeats)]
+        base = [latency_pyzmq(family, count, rate) for _ in range(repeats)]
+
+        def pct(samples: List[List[float]], q: float) -> float:
+            return statistics.median(sorted(s)[int(q * (len(s) - 1))] for s in samples) * 1e6
+
+        rows.append((f"{kind}-{family}", f"{pct(ours, 0.5):.0f}", f"{pct(ours, 0.99):.0f}",
+                     f"{pct(base, 0.5):.0f}", f"{pct(base, 0.99):.0f}"))
+    _table(f"3. Latency at {rate:,.0f} msg/s, {count:,} messages (median of {repeats}), microseconds",
+           ("transport", "ours p50", "ours p99", "pyzmq p50", "pyzmq p99"), rows)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _child(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=100_000, help="messages per stream run")
+    parser.add_argument("--per-message-count", type=int, default=2000, help="messages per connection-per-message run")
+    parser.add_argument("--rate", type=float, default=2000.0, help="messages/s for the latency runs")
+    parser.add_argument("--latency-count", type=int, default=2000, help="messages per latency run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="10x fewer messages, 1 repeat")
+    parser.add_argument("--only", choices=["stream", "per-message", "latency"], action="append")
+    args = parser.parse_args()
+    if args.quick:
+        args.count //= 10
+        args.per_message_count //= 4
+        args.latency_count //= 4
+        args.repeats = 1
+    print(f"lute_ipc socket benchmark: framing core {IMPLEMENTATION}, python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} CPUs")
+    only = set(args.only or ["stream", "per-message", "latency"])
+    if "stream" in only:
+        stream_report(args.count, args.repeats)
+    if "per-message" in only:
+        per_message_report(args.per_message_count, args.repeats)
+    if "latency" in only:
+        latency_report(args.latency_count, args.rate, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
