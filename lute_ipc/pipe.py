@@ -17,7 +17,7 @@ All parsing is done by the core (:mod:`lute_ipc.framing`): stdout by a
 How the Executor turns the two streams into Messages
 ----------------------------------------------------
 Each read pass drains the child's stdout **first**, then its stderr, without ever blocking
-(``select`` then ``os.read`` on the file descriptors, blocking or not). Because a Task
+(``poll`` then ``os.read`` on the file descriptors, blocking or not). Because a Task
 flushes a message's signal before its contents, the signal of every object seen on stdout
 is already readable on stderr when stderr is read. Then, in stdout order:
 
@@ -35,7 +35,7 @@ is already readable on stderr when stderr is read. Then, in stdout order:
    Message of the pass: ``f"{contents} ({text})"``, or ``f"({text})"`` when it has no
    contents; when the pass has no such Message it becomes ``Message(contents=f"({text})")``;
 5. a signal whose object has not arrived is held for at most ``signal_grace`` seconds
-   (default 0.05; a read waits for it that long at most, in ``select``) and then delivered
+   (default 0.05; a read waits for it that long at most, in ``poll``) and then delivered
    alone as ``Message(signal=S)``; also at once when stdout reaches end of file.
 
 So one ``write()`` read in one pass gives exactly LUTE's ``Message(contents, signal)``,
@@ -94,11 +94,7 @@ class _Stream:
         items: List[Item] = []
         total = 0
         while self.open and total < MAX_PASS_BYTES:
-            try:
-                ready, _, _ = select.select([self.fd], [], [], 0)
-            except (OSError, ValueError):  # fd closed under us
-                ready = [self.fd]
-            if not ready:
+            if not _readable([self.fd]):
                 break
             try:
                 data = os.read(self.fd, READ_SIZE)
@@ -179,7 +175,7 @@ class PipeCommunicator(Communicator):
 
         Args:
             proc: the child to read (Executor side; required there).
-            wait: block up to this many seconds for data (in ``select``); ``None`` or 0
+            wait: block up to this many seconds for data (in ``poll``); ``None`` or 0
                 does not wait, except up to ``signal_grace`` for the object of a held signal.
         """
         self._check_open()
@@ -199,13 +195,8 @@ class PipeCommunicator(Communicator):
             if child.signals and _stdout_open(child):
                 timeout = max(timeout, child.signals[0][1] + self._grace - now)
             streams = child.streams()
-            if streams:
-                try:
-                    ready, _, _ = select.select([s.fd for s in streams], [], [], timeout)
-                except (OSError, ValueError):
-                    ready = [True]
-                if ready:
-                    self._pass(child)
+            if streams and _readable([s.fd for s in streams], timeout):
+                self._pass(child)
             self._release_signals(child)
             if child.queue:
                 return child.queue.popleft()
@@ -379,12 +370,25 @@ class PipeCommunicator(Communicator):
 
 
 # --------------------------------------------------------------------------- helpers
-def _readable(fds: List[int], timeout: float = 0.0) -> bool:
+def _ready(fd_list: List[int], events: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` s until one fd has ``events`` (poll: no FD_SETSIZE limit, never busy)."""
+    poller = select.poll()
+    for fd in fd_list:
+        poller.register(fd, events)
     try:
-        ready, _, _ = select.select(fds, [], [], timeout)
-    except (OSError, ValueError):
-        return True  # a closed fd: let the read find out
-    return bool(ready)
+        return bool(poller.poll(max(0.0, timeout) * 1000.0))
+    except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for safety
+        return False
+
+
+def _readable(fd_list: List[int], timeout: float = 0.0) -> bool:
+    """True when a read on one of the fds would not block (data, end of file or a closed fd)."""
+    return _ready(fd_list, select.POLLIN, timeout)
+
+
+def _writable(fd: int, timeout: float) -> bool:
+    """True when a write of up to PIPE_BUF bytes to ``fd`` would not block (or would fail at once)."""
+    return _ready([fd], select.POLLOUT, timeout)
 
 
 def _binary(stream: Any, name: str) -> Any:
@@ -446,11 +450,7 @@ def _write_all(fd: int, data: bytes, timeout: float, proc: subprocess.Popen) -> 
         if remaining <= 0:
             raise TransportError(f"the Task did not read its stdin for {timeout:g} s "
                                  f"({len(view)} of {len(data)} bytes unsent)")
-        try:
-            _, writable, _ = select.select([], [fd], [], min(remaining, 0.5))
-        except (OSError, ValueError) as exc:
-            raise TransportError(f"cannot write to the Task's stdin: {exc}") from exc
-        if not writable:
+        if not _writable(fd, min(remaining, 0.5)):
             if proc.poll() is not None:
                 raise TransportError(f"the Task exited (code {proc.returncode}) before reading its stdin")
             continue

@@ -207,6 +207,38 @@ def test_held_signal_waits_for_its_object_without_busy_looping(executor: PipeCom
         finish(proc)
 
 
+def _above_1024(proc: subprocess.Popen, first: int) -> None:
+    for number, name in ((first, "stdout"), (first + 1, "stderr")):
+        os.dup2(getattr(proc, name).fileno(), number)
+        getattr(proc, name).close()
+        setattr(proc, name, os.fdopen(number, "rb"))
+
+
+def test_file_descriptors_above_1024(executor: PipeCommunicator) -> None:
+    """select() cannot watch fds >= FD_SETSIZE (1024); an Executor with many Tasks has such fds."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1600:
+        pytest.skip("cannot open file descriptors above 1024 here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1600), hard))
+    silent, talker = spawn("silent", "4", nonblocking=False), spawn("many", "50", nonblocking=False)
+    try:
+        _above_1024(silent, 1500)
+        _above_1024(talker, 1510)
+        start = time.monotonic()
+        assert executor.read(silent, wait=0.3) == Message()  # blocking fds: must not hang in os.read
+        assert time.monotonic() - start < 2.0
+        messages = collect(executor, talker)
+        assert [m.contents for m in messages[:-1]] == [f"message {i}" for i in range(50)]
+        assert messages[-1] == Message(None, "TASK_DONE")
+    finally:
+        silent.kill()
+        finish(silent)
+        finish(talker)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 # --------------------------------------------------------------------------- Executor -> Task
 def test_executor_to_task_round_trip(executor: PipeCommunicator, nonblocking: bool) -> None:
     proc = spawn("echo", nonblocking=nonblocking)
