@@ -155,3 +155,20 @@ def test_demo_timeout_stops_the_task(tmp_path: Path) -> None:
     *warnings, error = proc.stderr.splitlines()
     assert error == "python -m lute_ipc demo: error: the Task ended TIMEOUT (exit code -15)"
     assert [w for w in warnings if "exceeded its timeout of 1 s" not in w] == []
+
+
+def test_importing_the_usage_modules_has_no_side_effects(tmp_path: Path) -> None:
+    code = (
+        "import logging, os, threading\n"
+        "before = dict(os.environ)\n"
+        "import lute_ipc.executor, lute_ipc.task, lute_ipc.log_handler, lute_ipc.cli, lute_ipc._demo_task\n"
+        "import lute_ipc.__main__\n"
+        "assert dict(os.environ) == before, 'environment changed'\n"
+        "assert not logging.getLogger().handlers, 'root logger configured'\n"
+        "assert threading.active_count() == 1, 'thread started'\n"
+        "assert lute_ipc.task._reporter is None, 'reporter created'\n"
+        "print('clean')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout == "clean\n", proc.stderr
