@@ -126,16 +126,15 @@ class SocketCommunicator(Communicator):
         tunnel_timeout: float = DEFAULT_TUNNEL_TIMEOUT,
     ) -> None:
         super().__init__(party=party, use_pickle=use_pickle)
-        if max_connections is None:
-            max_connections = default_max_connections()
-        if max_connections < 1 or idle_timeout <= 0 or queue_size < 1 or linger < 0:
+        if (max_connections is not None and max_connections < 1) or idle_timeout <= 0 or queue_size < 1 \
+                or linger < 0:
             raise UsageError("max_connections and queue_size must be >= 1, idle_timeout > 0 and linger >= 0")
         self._use_zmq_arg = use_zmq
         self._require_auth_arg = require_auth
         self._loads_arg = loads
         self._bind_host_arg = bind_host
         self.max_frame_size = max_frame_size
-        self.max_connections = max_connections
+        self._max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.queue_size = queue_size
         self.linger = linger
@@ -406,6 +405,13 @@ class SocketCommunicator(Communicator):
     def has_messages(self) -> bool:
         """True while messages are waiting (always False on the Task side, as in LUTE)."""
         return self._party == Party.EXECUTOR and self._queue is not None and len(self._queue) > 0
+
+    @property
+    def max_connections(self) -> int:
+        """Raw Executor: open connections allowed at once (see the class docstring)."""
+        if self._max_connections is None:
+            self._max_connections = default_max_connections()
+        return self._max_connections
 
     @property
     def stats(self) -> Optional[ReaderStats]:
