@@ -216,9 +216,16 @@ def close_reporter() -> None:
         reporter.close()
 
 
+_inherited: list = []
+"""Reporters inherited through fork: kept referenced (never closed, never collected) so no
+destructor touches the parent's connection or ZeroMQ context from the child."""
+
+
 def _forget_in_child() -> None:
     """After fork: the parent's connection belongs to the parent; the child opens its own."""
     global _reporter, _reporter_pid, _lock
     _lock = threading.Lock()
+    if _reporter is not None:
+        _inherited.append(_reporter)
     _reporter = None
     _reporter_pid = None

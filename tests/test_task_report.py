@@ -22,9 +22,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", child_env()["PYTHONPATH"])
 
 
-def _run(mode: str, count: int) -> "tuple[RunResult, List[Message]]":
+def _run(mode: str, count: int, use_zmq: bool = False) -> "tuple[RunResult, List[Message]]":
     seen: List[Message] = []
-    runner = TaskRunner([sys.executable, script("report_task.py"), mode, str(count)], use_zmq=False, timeout=60)
+    runner = TaskRunner([sys.executable, script("report_task.py"), mode, str(count)], use_zmq=use_zmq, timeout=60)
     runner.on_message(seen.append)
     result = runner.run()
     assert result.outcome is Outcome.DONE, result
@@ -78,10 +78,11 @@ def test_threads_share_the_connection_safely() -> None:
     assert all(values == list(range(count)) for values in per_thread.values())
 
 
-def test_a_forked_child_gets_its_own_connection() -> None:
+@pytest.mark.parametrize("use_zmq", [False, True], ids=["raw", "zmq"])
+def test_a_forked_child_gets_its_own_connection(use_zmq: bool) -> None:
     count = 300
-    result, seen = _run("fork", count)
-    assert result.connections == 2
+    result, seen = _run("fork", count, use_zmq)
+    assert result.connections == (None if use_zmq else 2)
     by_role: Dict[str, List[int]] = defaultdict(list)
     for msg in seen:
         if msg.signal is None:
