@@ -48,7 +48,7 @@ import atexit
 import os
 import threading
 from types import TracebackType
-from typing import Optional, Type
+from typing import List, Optional, Type
 
 from .communicator import Communicator
 from .errors import CommunicatorClosed, UsageError
@@ -216,7 +216,7 @@ def close_reporter() -> None:
         reporter.close()
 
 
-_inherited: list = []
+_inherited: List[TaskReporter] = []
 """Reporters inherited through fork: kept referenced (never closed, never collected) so no
 destructor touches the parent's connection or ZeroMQ context from the child."""
 
