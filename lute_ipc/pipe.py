@@ -34,9 +34,11 @@ is already readable on stderr when stderr is read. Then, in stdout order:
 4. **stderr text** that is not a signal is added, as LUTE does, to the last text (or empty)
    Message of the pass: ``f"{contents} ({text})"``, or ``f"({text})"`` when it has no
    contents; when the pass has no such Message it becomes ``Message(contents=f"({text})")``;
-5. a signal whose object has not arrived is held for at most ``signal_grace`` seconds
-   (default 0.05; a read waits for it that long at most, in ``poll``) and then delivered
-   alone as ``Message(signal=S)``; also at once when stdout reaches end of file.
+5. a signal whose object has not arrived is held for ``signal_grace`` seconds (default
+   0.05; a read waits for it that long at most, in ``poll``) and then delivered alone as
+   ``Message(signal=S)`` — but not while a pickle is arriving on stdout (a large object
+   takes longer than the grace to come through the pipe: the signal waits for it); at once
+   when stdout reaches end of file.
 
 So one ``write()`` read in one pass gives exactly LUTE's ``Message(contents, signal)``,
 and nothing is lost: every object, text span, signal and error reaches the caller, in
@@ -191,18 +193,15 @@ class PipeCommunicator(Communicator):
             if child.queue:
                 return child.queue.popleft()
             now = time.monotonic()
-            timeout = max(0.0, deadline - now)
-            if child.signals and _stdout_open(child):
-                timeout = max(timeout, child.signals[0][1] + self._grace - now)
+            timeout = max(0.0, deadline - now, self._grace_left(child, now))
             streams = child.streams()
             if streams and _readable([s.fd for s in streams], timeout):
                 self._pass(child)
             self._release_signals(child)
             if child.queue:
                 return child.queue.popleft()
-            if time.monotonic() >= deadline and not (child.signals and _stdout_open(child)):
-                return Message()
-            if not streams and not child.signals:
+            now = time.monotonic()
+            if not streams or (now >= deadline and self._grace_left(child, now) <= 0):
                 return Message()
 
     def write(self, msg: Message, proc: Optional[subprocess.Popen] = None) -> None:
@@ -224,8 +223,9 @@ class PipeCommunicator(Communicator):
             stream = self._stdin_stream()
             return stream is not None and stream.open and _readable([stream.fd])
         fds = []
+        now = time.monotonic()
         for child in self._children.values():
-            if child.queue or child.signals:
+            if child.queue or self._grace_left(child, now) > 0 or self._signal_due(child, now):
                 return True
             fds += [s.fd for s in child.streams()]
         return bool(fds) and _readable(fds)
@@ -295,13 +295,28 @@ class PipeCommunicator(Communicator):
         end_text()
         return made
 
+    def _grace_left(self, child: _Child, now: float) -> float:
+        """Seconds the oldest held signal may still wait for its object (<= 0: none waits)."""
+        if not child.signals or not _stdout_open(child):
+            return 0.0
+        return child.signals[0][1] + self._grace - now
+
+    def _signal_due(self, child: _Child, now: float) -> bool:
+        """Whether the oldest held signal must now be delivered alone.
+
+        When stdout is closed, or when its grace is over and no pickle is arriving on stdout
+        (while one is, the signal waits for it: it is most likely that pickle's).
+        """
+        if not child.signals:
+            return False
+        if not _stdout_open(child):
+            return True
+        return self._grace_left(child, now) <= 0 and child.out is not None and child.out.parser.buffered == 0
+
     def _release_signals(self, child: _Child) -> None:
         """Deliver alone the held signals whose object did not come in time (or never can)."""
-        if not child.signals:
-            return
         now = time.monotonic()
-        stdout_open = _stdout_open(child)
-        while child.signals and (not stdout_open or child.signals[0][1] + self._grace <= now):
+        while self._signal_due(child, now):
             child.queue.append(Message(signal=child.signals.popleft()[0]))
 
     def _write_child(self, msg: Message, proc: Optional[subprocess.Popen]) -> None:

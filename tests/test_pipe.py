@@ -133,8 +133,17 @@ def test_stderr_text_goes_into_contents_like_lute(executor: PipeCommunicator) ->
     proc = spawn("stderr_text")
     messages = collect(executor, proc)
     assert finish(proc) == 0
-    assert messages[0] == Message(contents="(warning: something odd\n)")
-    assert messages[1] == Message("x", "TASK_LOG")
+    if len(messages) == 2:  # the usual case: the text came in a read of its own
+        assert messages == [Message(contents="(warning: something odd\n)"), Message("x", "TASK_LOG")]
+    else:  # a (very) late read saw both: LUTE's rule appends the text to the str contents
+        assert messages == [Message("x (warning: something odd\n)", "TASK_LOG")]
+
+
+def test_signal_waits_for_a_pickle_arriving_slowly(executor: PipeCommunicator) -> None:
+    proc = spawn("slow_big", "300000")
+    messages = collect(executor, proc)
+    assert finish(proc) == 0
+    assert messages == [Message(b"s" * 300000, "TASK_RESULT"), Message("after", "TASK_LOG")]
 
 
 def test_abrupt_exit_mid_pickle(executor: PipeCommunicator, nonblocking: bool) -> None:
@@ -144,8 +153,10 @@ def test_abrupt_exit_mid_pickle(executor: PipeCommunicator, nonblocking: bool) -
     assert messages[0] == Message("before", "TASK_LOG")
     assert text_of(messages) == "a print before the crash\n"
     last = messages[-1]
-    assert last.signal == "TASK_RESULT"
     assert isinstance(last.contents, StreamError) and isinstance(last.contents.error, IncompletePickle)
+    # Its signal, written just before it, pairs with it (or, on a machine so loaded that no
+    # byte of the pickle came within the signal grace, comes alone just before it).
+    assert last.signal == "TASK_RESULT" or (last.signal is None and messages[-2] == Message(signal="TASK_RESULT"))
     full = pickle.dumps({"blob": b"b" * 200_000})
     assert last.contents.data == full[: len(full) // 2]
 
@@ -156,7 +167,8 @@ def test_original_lute_task_output(executor: PipeCommunicator) -> None:
     assert finish(proc) == 0
     assert signalled(messages) == [("Started", "TASK_STARTED"), ("log line", "TASK_LOG"), (None, "TASK_DONE")]
     assert text_of(messages) == "user print\n"
-    assert messages.index(Message("user print\n")) == 1
+    kinds = [m.signal or "text" for m in messages]
+    assert kinds.index("text") == 1 and kinds.index("TASK_LOG") > 1  # the print sits between the writes
 
 
 def test_original_lute_text_mode_task(nonblocking: bool) -> None:

@@ -95,6 +95,19 @@ def abrupt(size: str) -> None:
     os._exit(3)
 
 
+def slow_big(size: str) -> None:
+    # A signal, then its pickle trickling in far slower than the signal grace.
+    data = pickle.dumps(b"s" * int(size))
+    sys.stderr.write("TASK_RESULT")
+    sys.stderr.flush()
+    step = len(data) // 5 + 1
+    for start in range(0, len(data), step):
+        sys.stdout.buffer.write(data[start:start + step])
+        sys.stdout.buffer.flush()
+        time.sleep(0.15)
+    send("after", "TASK_LOG")
+
+
 def echo() -> None:
     comm = PipeCommunicator(Party.TASK)
     deadline = time.monotonic() + 20
@@ -129,7 +142,7 @@ def silent(seconds: str) -> None:
     time.sleep(float(seconds))
 
 
-SCENARIOS = {f.__name__: f for f in (interleave, big, many, non_utf8, text_signals, stderr_text, abrupt, echo,
+SCENARIOS = {f.__name__: f for f in (interleave, big, slow_big, many, non_utf8, text_signals, stderr_text, abrupt, echo,
                                      read_wait, lute_pickle, lute_text, silent)}
 
 if __name__ == "__main__":
