@@ -20,7 +20,9 @@ Not part of the test suite.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import pickle
 import socket
 import statistics
 import subprocess
@@ -162,22 +164,26 @@ def _end(proc: subprocess.Popen) -> None:
         raise RuntimeError(f"child exited with {proc.returncode}")
 
 
-def run_ours(kind: str, family: str, role: str, count: int) -> float:
-    """Seconds from 'go' until ``read()`` returned the last of ``count`` messages."""
+def run_ours(kind: str, family: str, role: str, count: int, writers: int = 1) -> float:
+    """Seconds from 'go' until ``read()`` returned the last of ``count`` messages
+    (sent by ``writers`` Task processes, ``count // writers`` each)."""
     _env_for(kind, family)
-    ex = SocketCommunicator(Party.EXECUTOR, use_zmq=(kind == "zmq"))
+    ex = SocketCommunicator(Party.EXECUTOR, use_zmq=(kind == "zmq"), require_auth=False if role.startswith("lute")
+                            else None, loads=pickle.loads if role.startswith("lute") else None)
     ex.delayed_setup()
     try:
-        proc = _spawn(role, count)
-        start = _go(proc)
+        count -= count % writers
+        procs = [_spawn(role, count // writers) for _ in range(writers)]
+        start = min(_go(proc) for proc in procs)
         got, read = 0, ex.read
         while got < count:
             if read(wait=5.0).signal is not None:
                 got += 1
-            elif proc.poll() not in (None, 0):
+            elif any(proc.poll() not in (None, 0) for proc in procs):
                 raise RuntimeError("Task failed")
         elapsed = time.perf_counter() - start
-        _end(proc)
+        for proc in procs:
+            _end(proc)
         return elapsed
     finally:
         ex.clear_communicator()
@@ -219,7 +225,7 @@ def run_pyzmq(family: str, count: int) -> float:
             os.rmdir(tmpdir) if not os.listdir(tmpdir) else None
 
 
-def run_lute_reader(family: str, count: int) -> float:
+def run_lute_reader(family: str, count: int, writers: int = 1) -> float:
     """LUTE's reader (re-expressed) fed by a LUTE-style connection-per-message writer."""
     _env_for("raw", family)
     tmpdir = None
@@ -236,14 +242,16 @@ def run_lute_reader(family: str, count: int) -> float:
     listener.listen(socket.SOMAXCONN)
     reader = LuteSocketReader(listener)
     try:
-        proc = _spawn("lute-per-message", count)
-        start = _go(proc)
+        count -= count % writers
+        procs = [_spawn("lute-per-message", count // writers) for _ in range(writers)]
+        start = min(_go(proc) for proc in procs)
         got = 0
         while got < count:
             if reader.read() is not None:
                 got += 1
         elapsed = time.perf_counter() - start
-        _end(proc)
+        for proc in procs:
+            _end(proc)
         return elapsed
     finally:
         reader.close()
@@ -320,19 +328,23 @@ def stream_report(count: int, repeats: int) -> None:
            ("transport", "ours msg/s", "pyzmq PUSH/PULL msg/s", "ours/pyzmq", "target 0.7x"), rows)
 
 
-def per_message_report(count: int, repeats: int) -> None:
+def per_message_report(count: int, repeats: int, writers: int) -> None:
     rows = []
-    lute = {family: _median_runs({"lute": lambda: run_lute_reader(family, count)}, repeats)["lute"]
-            for family in ("unix", "tcp")}
-    for kind, family in TRANSPORTS:
-        ours = _median_runs({"ours": lambda: run_ours(kind, family, "ours-per-message", count)}, repeats)["ours"]
-        ratio = statistics.median(lute[family]) / statistics.median(ours)
-        rows.append((f"{kind}-{family}", f"{count / statistics.median(ours):,.0f}",
-                     f"{count / statistics.median(lute[family]):,.0f}", f"{ratio:.2f}x",
-                     "ok" if ratio >= 5 else "below 5x"))
+    for n in (1, writers):
+        lute = {family: _median_runs({"lute": lambda: run_lute_reader(family, count, n)}, repeats)["lute"]
+                for family in ("unix", "tcp")}
+        contenders = [(f"{kind}-{family}", kind, family, "ours-per-message") for kind, family in TRANSPORTS]
+        # the same LUTE-style client against both readers: compares the readers alone
+        contenders += [(f"raw-{family}, LUTE client", "raw", family, "lute-per-message") for family in ("unix", "tcp")]
+        for name, kind, family, role in contenders:
+            ours = _median_runs({"ours": lambda: run_ours(kind, family, role, count, n)}, repeats)["ours"]
+            ratio = statistics.median(lute[family]) / statistics.median(ours)
+            rows.append((name, str(n), f"{count / statistics.median(ours):,.0f}",
+                         f"{count / statistics.median(lute[family]):,.0f}", f"{ratio:.2f}x",
+                         "ok" if ratio >= 5 else "below 5x"))
     _table(f"2. Connection per message: {count:,} messages (median of {repeats}); LUTE = re-expressed "
-           "reader + LUTE-style raw writer", ("transport", "ours msg/s", "LUTE reader msg/s (raw, same family)",
-                                            "ours/LUTE", "target 5x"), rows)
+           "reader + LUTE-style raw writer", ("transport / client", "writers", "ours msg/s",
+                                            "LUTE reader msg/s (raw, same family)", "ours/LUTE", "target 5x"), rows)
 
 
 def latency_report(count: int, rate: float, repeats: int) -> None:
@@ -360,6 +372,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2000.0, help="messages/s for the latency runs")
     parser.add_argument("--latency-count", type=int, default=2000, help="messages per latency run")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--writers", type=int, default=4, help="concurrent Task processes in the second "
+                        "connection-per-message round")
     parser.add_argument("--quick", action="store_true", help="10x fewer messages, 1 repeat")
     parser.add_argument("--only", choices=["stream", "per-message", "latency"], action="append")
     args = parser.parse_args()
@@ -370,11 +384,12 @@ def main() -> None:
         args.repeats = 1
     print(f"lute_ipc socket benchmark: framing core {IMPLEMENTATION}, python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs")
+    logging.getLogger("lute_ipc").setLevel(logging.ERROR)  # the LUTE-client rows turn authentication off
     only = set(args.only or ["stream", "per-message", "latency"])
     if "stream" in only:
         stream_report(args.count, args.repeats)
     if "per-message" in only:
-        per_message_report(args.per_message_count, args.repeats)
+        per_message_report(args.per_message_count, args.repeats, args.writers)
     if "latency" in only:
         latency_report(args.latency_count, args.rate, args.repeats)
 

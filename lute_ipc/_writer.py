@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from .errors import TransportError
+from .errors import CommunicatorClosed, TransportError
 from .framing import encode_frame
 from .message import Message
 
@@ -129,6 +129,7 @@ class FrameWriter:
         self._link = link
         self._key = key
         self._lock = threading.Lock()
+        self._closed = False
         self.frames_sent = 0
 
     def open(self) -> None:
@@ -138,9 +139,12 @@ class FrameWriter:
     def write(self, msg: Message) -> None:
         frame = encode_frame(msg, key=self._key)
         with self._lock:
+            if self._closed:
+                raise CommunicatorClosed("this SocketCommunicator was closed")
             self._link.send(frame)
             self.frames_sent += 1
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._link.close()

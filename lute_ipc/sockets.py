@@ -426,7 +426,9 @@ class SocketCommunicator(Communicator):
         if self._listener is not None and self.use_tcp:
             return "%s:%d" % self._listener.getsockname()[:2]
         if self._zsocket is not None and self.use_tcp:
-            return self._zsocket.getsockopt_string(__import__("zmq").LAST_ENDPOINT)
+            import zmq
+
+            return self._zsocket.getsockopt_string(zmq.LAST_ENDPOINT)
         return None
 
     # ------------------------------------------------------------------ writing
@@ -436,9 +438,11 @@ class SocketCommunicator(Communicator):
             raise UsageError("write() is for the Task side; the Executor side of a SocketCommunicator reads")
         if self._closed:
             raise CommunicatorClosed("this SocketCommunicator was closed")
-        if self._writer is None:
+        writer = self._writer
+        if writer is None:
             self.delayed_setup()
-        self._writer.write(msg)  # type: ignore[union-attr]
+            writer = self._writer
+        writer.write(msg)  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:

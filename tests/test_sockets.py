@@ -163,6 +163,29 @@ def test_api_misuse_is_reported() -> None:
         SocketCommunicator(Party.EXECUTOR, queue_size=0)
 
 
+def test_task_write_after_close_is_refused(transport: bool) -> None:
+    with executor(transport) as ex:
+        task = SocketCommunicator(Party.TASK, use_zmq=transport)
+        task.write(Message("set up on first write"))
+        assert ex.read(wait=5) == Message("set up on first write")
+        task.clear_communicator()
+        with pytest.raises(CommunicatorClosed):
+            task.write(Message("too late"))
+
+
+def test_zmq_task_close_never_hangs_without_executor(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Nobody reads: close() gives up after the linger instead of blocking the Task's exit."""
+    monkeypatch.setenv("LUTE_EXECUTOR_HOST", "localhost")
+    monkeypatch.setenv("LUTE_SOCKET", str(tmp_path / "nobody.sock"))
+    task = SocketCommunicator(Party.TASK, use_zmq=True, linger=0.3)
+    task.delayed_setup()
+    for i in range(10):
+        task.write(Message(i))
+    start = time.monotonic()
+    task.clear_communicator()
+    assert time.monotonic() - start < 3
+
+
 # --------------------------------------------------------------------------- Task set-up errors
 def test_task_without_environment_gets_clear_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigurationError, match="LUTE_EXECUTOR_HOST"):
