@@ -61,13 +61,15 @@ class ReaderStats:
 
 
 class _Connection:
-    __slots__ = ("sock", "serial", "decoder", "accepted", "last_activity", "name", "close_reason", "logged")
+    __slots__ = ("sock", "serial", "decoder", "accepted", "last_activity", "name", "close_reason", "logged",
+                 "registered")
 
     def __init__(self, sock: socket.socket, serial: int, address: Any, now: float) -> None:
         self.sock = sock
         self.serial = serial
         self.name = f"connection #{serial}" + (f" from {address}" if address else "")
         self.accepted = now
+        self.registered = False
         self.decoder: Any = None
         self.last_activity = now
         self.close_reason: Optional[str] = None
@@ -242,6 +244,10 @@ class StreamReader(_ReaderThread):
                 self._catch_up(conn.serial)
             if conn.serial in self._connections_by_serial:
                 self._receive(conn)
+            if not conn.registered and conn.serial in self._connections_by_serial:
+                # still open after reading what it sent: watch it from now on
+                self._selector.register(conn.sock, selectors.EVENT_READ, conn)
+                conn.registered = True
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + self._tick
@@ -296,9 +302,9 @@ class StreamReader(_ReaderThread):
             self._connections[sock.fileno()] = conn
             self._connections_by_serial[conn.serial] = conn
             self._fresh[conn.serial] = conn
-            self._selector.register(sock, selectors.EVENT_READ, conn)  # type: ignore[union-attr]
             self.stats.connections_accepted += 1
-            # Read at once what is already there (one wake-up less per connection).
+            # Read at once what is already there; a connection-per-message writer has often
+            # sent and closed already, so it is served without ever entering the selector.
             accepted.append(conn)
         return accepted
 
@@ -329,6 +335,11 @@ class StreamReader(_ReaderThread):
         return on_error
 
     def _receive(self, conn: _Connection) -> None:
+        self._receive_once(conn)
+        if not conn.registered and conn.serial in self._connections_by_serial:
+            self._receive_once(conn)  # a new connection: its EOF may be there already
+
+    def _receive_once(self, conn: _Connection) -> None:
         try:
             size = conn.sock.recv_into(self._buffer)
         except (BlockingIOError, InterruptedError):
@@ -365,10 +376,12 @@ class StreamReader(_ReaderThread):
             return
         self._connections_by_serial.pop(conn.serial, None)
         self._fresh.pop(conn.serial, None)
-        try:
-            self._selector.unregister(conn.sock)  # type: ignore[union-attr]
-        except (KeyError, ValueError):
-            pass
+        if conn.registered:
+            conn.registered = False
+            try:
+                self._selector.unregister(conn.sock)  # type: ignore[union-attr]
+            except (KeyError, ValueError):
+                pass
         conn.sock.close()
         self.stats.connections_closed += 1
         if reason:

@@ -356,7 +356,7 @@ class SocketCommunicator(Communicator):
 
     def _local_tcp_host(self) -> str:
         host = self._bind_host()
-        return host if host is not None else "localhost"
+        return host if host is not None else "127.0.0.1"  # an address: no name lookup per connection
 
     def _zmq_link(self, address: str) -> ZmqLink:
         import zmq
