@@ -274,7 +274,11 @@ class SocketCommunicator(Communicator):
         """The socket path: ``LUTE_SOCKET`` (stale socket removed) or a new private one, exported."""
         path = _env.socket_path()
         if path is None:
-            self._private_dir = tempfile.mkdtemp(prefix="lute-ipc-")  # mode 0700
+            try:
+                self._private_dir = tempfile.mkdtemp(prefix="lute-ipc-")  # mode 0700
+            except OSError as exc:
+                raise TransportError(f"cannot create a private directory for the Executor's socket in "
+                                     f"{tempfile.gettempdir()}: {exc}. Set TMPDIR or LUTE_SOCKET.") from exc
             path = os.path.join(self._private_dir, _SOCKET_NAME)
             self._export(_env.SOCKET, path)
             return path
