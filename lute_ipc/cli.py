@@ -190,6 +190,10 @@ class _Console:
         self.stream.write(text + "\n")
         self.stream.flush()
 
+    def restart_clock(self) -> None:
+        """Count the delay before the next progress line from now."""
+        self._last_draw = time.monotonic()
+
     def progress(self, make_text: Callable[[], str], force: bool = False) -> None:
         """Draw ``make_text()`` if the last draw is old enough (or ``force``)."""
         now = time.monotonic()
@@ -257,6 +261,7 @@ def _run_demo(args: argparse.Namespace) -> int:
             now = time.monotonic()
             if state["first"] is None:
                 state["first"] = now
+                console.restart_clock()  # first progress line once there is a rate to show
             state["last"] = now
             state["data"] += 1
             console.progress(lambda: _progress_text(state, total))
