@@ -473,15 +473,16 @@ cdef class MixedStreamSplitter:
             self._skip_from = self._base + end
         return 0
 
-    cdef int _too_large(self, Py_ssize_t end, list out) except -1:
-        """Report the candidate as too large, then skip the rest of it."""
+    cdef int _too_large(self, list out) except -1:
+        """Report the candidate as too large (with its bytes before the opcode crossing the
+        limit, at _wpos), then skip the rest of it."""
         cdef object data
         if self._retain:
-            data = b"".join(self._chunks)
+            data = b"".join(self._chunks)[:self._base + self._wpos - self._cand_abs]
         else:
-            data = self._bytes(self._cand, end)
+            data = self._bytes(self._cand, self._wpos)
         self._error(_sp_too_large(self._cand_abs, data, self.max_pickle_size), out)
-        self._start_streaming(False, end)
+        self._start_streaming(False, self._wpos)
         return 0
 
     cdef int _process(self, list out) except -1:
@@ -492,22 +493,16 @@ cdef class MixedStreamSplitter:
             end = self._len
             if self._cand >= 0:
                 status = self._walk(end)
-                held = self._base + end - self._cand_abs
+                if status == _SP_MORE:
+                    # At most max_pickle_size bytes are held (see _walk).
+                    if not self._streaming and self._base + end - self._cand_abs > _SP_BIG:
+                        self._start_streaming(True, end)
+                    return 0
                 if self._streaming and not self._retain:
-                    # Skipping the rest of a too-large pickle.
-                    if status == _SP_MORE and end - self._wpos <= self.max_pickle_size:
-                        return 0
-                    if status == _SP_STOP and self._wpos > end:
-                        self._wpos = end
+                    # The skipped pickle ended (or broke the grammar): text resumes at _wpos.
                     self.skipped_bytes += self._base + self._wpos - self._skip_from
                     self._end_candidate(self._wpos)
                     continue
-                if status == _SP_MORE:
-                    if held <= self.max_pickle_size:
-                        if not self._streaming and held > _SP_BIG:
-                            self._start_streaming(True, end)
-                        return 0
-                    status = _SP_TOO_LARGE
                 if status == _SP_STOP:
                     if self._retain:
                         self._deliver_chunks(self._base + self._wpos - self._cand_abs, out)
@@ -525,7 +520,7 @@ cdef class MixedStreamSplitter:
                     self._retain = False
                     self._chunks = None
                 else:
-                    self._too_large(end, out)
+                    self._too_large(out)
                 continue
             candidate = self._find_candidate(end)
             if candidate >= 0:
@@ -633,7 +628,7 @@ cdef class MixedStreamSplitter:
         cdef Py_ssize_t pos = self._wpos
         cdef Py_ssize_t depth = self._depth
         cdef Py_ssize_t limit = <Py_ssize_t>(self._cand_abs - self._base) + self.max_pickle_size
-        cdef Py_ssize_t nxt = 0, size, room, search, found, want
+        cdef Py_ssize_t nxt = 0, header, search, found, want, bound, stop
         cdef const unsigned char* newline
         cdef unsigned char op, kind, effect
         cdef uint64_t length
@@ -648,6 +643,9 @@ cdef class MixedStreamSplitter:
             step = _SP_FAST_STEP[op]
             if step:
                 # Most opcodes: a fixed-size argument and a plain stack effect.
+                if pos + step > limit and not skipping:
+                    status = _SP_TOO_LARGE
+                    break
                 if pos + step > end:
                     break
                 if depth < _SP_POPS[op]:
@@ -659,11 +657,17 @@ cdef class MixedStreamSplitter:
             kind = _SP_ARG_KIND[op]
             if kind == _SP_A_FIXED:
                 nxt = pos + 1 + _SP_ARG_SIZE[op]
+                if nxt > limit and not skipping:
+                    status = _SP_TOO_LARGE
+                    break
                 if nxt > end:
                     break
             elif kind == _SP_A_LEN or kind == _SP_A_SLEN:
-                size = _SP_ARG_SIZE[op]
-                if pos + 1 + size > end:
+                header = pos + 1 + _SP_ARG_SIZE[op]
+                if header > limit and not skipping:
+                    status = _SP_TOO_LARGE
+                    break
+                if header > end:
                     break
                 if kind == _SP_A_SLEN:
                     memcpy(&slength, buf + pos + 1, 4)  # little-endian hosts only (x86, ARM)
@@ -673,19 +677,21 @@ cdef class MixedStreamSplitter:
                     length = <uint64_t>slength
                 else:
                     length = 0
-                    for i in range(size - 1, -1, -1):
+                    for i in range(_SP_ARG_SIZE[op] - 1, -1, -1):
                         length = (length << 8) | buf[pos + 1 + i]
-                room = limit - (pos + 1 + size)
-                if not skipping and (room < 0 or length > <uint64_t>room):
+                if not skipping and length > <uint64_t>(limit - header):
                     status = _SP_TOO_LARGE
                     break
                 if length > _SP_MAX_ARG:
                     status = _SP_INVALID  # no pickle is that long; keeps the index arithmetic in range
                     break
-                nxt = pos + 1 + size + <Py_ssize_t>length
+                nxt = header + <Py_ssize_t>length
                 if nxt > end and not streaming:
                     break
             elif kind == _SP_A_LINES:
+                # The line(s) must end by bound; while skipping, within max_pickle_size.
+                bound = pos + self.max_pickle_size if skipping else limit
+                stop = end if end < bound else bound
                 if self._nl_op == pos:
                     search = self._nl_from
                     found = self._nl_found
@@ -693,20 +699,26 @@ cdef class MixedStreamSplitter:
                     search = pos + 1
                     found = 0
                 want = _SP_ARG_SIZE[op]
-                while found < want and search < end:
-                    newline = <const unsigned char*>memchr(buf + search, 10, end - search)
+                while found < want and search < stop:
+                    newline = <const unsigned char*>memchr(buf + search, 10, stop - search)
                     if newline == NULL:
-                        search = end
+                        search = stop
                         break
                     found += 1
                     search = newline - buf + 1
                 if found < want:
+                    if end >= bound:
+                        status = _SP_INVALID if skipping else _SP_TOO_LARGE
+                        break
                     self._nl_op = pos
                     self._nl_from = end
                     self._nl_found = found
                     break
                 nxt = search
             elif kind == _SP_A_PROTO:
+                if pos + 2 > limit and not skipping:
+                    status = _SP_TOO_LARGE
+                    break
                 if pos + 2 > end:
                     break
                 if buf[pos + 1] > _SP_HIGHEST:

@@ -39,12 +39,14 @@ places by different chunkings.
 
 Limits
 ------
-An incomplete pickle may buffer at most ``max_pickle_size`` bytes: beyond that (or as soon
-as one of its opcodes announces a longer argument) a ``StreamError`` carrying
-:class:`~lute_ipc.errors.PickleTooLarge` and the bytes buffered so far is delivered, and the
-rest of that pickle is *skipped*: its opcodes are still walked (without buffering their
-arguments) up to its ``STOP``, the skipped bytes are counted in ``skipped_bytes``, and text
-resumes after it (or at the first opcode that breaks the grammar). Nothing else is ever
+A pickle may be at most ``max_pickle_size`` bytes long, so at most that much is ever
+buffered. As soon as an opcode is known to end past that bound (an announced argument
+length tells it at once), a ``StreamError`` carrying :class:`~lute_ipc.errors.PickleTooLarge`
+and the pickle's bytes *before that opcode* is delivered (the same bytes whatever the
+chunking), and the rest of the pickle is *skipped*: its opcodes are still walked (without
+buffering their arguments; a protocol-0 line may not exceed ``max_pickle_size`` either) up
+to its ``STOP``, the skipped bytes are counted in ``skipped_bytes``, and text resumes after
+it (or at the first opcode that breaks the grammar). Nothing else is ever
 dropped. :meth:`~MixedStreamSplitter.flush` (end of stream) delivers an incomplete pickle
 as ``IncompletePickle`` with its bytes: at the end of the stream a started candidate cannot
 be told from a pickle cut short by a crash. Work is linear in
@@ -347,7 +349,7 @@ def _payload_error(offset: int, data: bytes, exc: BaseException) -> StreamError:
 
 def _too_large(offset: int, data: bytes, limit: int) -> StreamError:
     error = PickleTooLarge(f"pickle at stream offset {offset} exceeds max_pickle_size={limit} bytes "
-                           f"({len(data)} bytes buffered and delivered; what follows is read as text)",
+                           f"(its first {len(data)} bytes are delivered, the rest is skipped)",
                            offset=offset)
     return StreamError(error, data)
 
@@ -466,21 +468,15 @@ class MixedStreamSplitter:
         while True:
             if self._cand >= 0:
                 status = self._walk(end)
+                if status == WALK_MORE:
+                    return  # at most max_pickle_size bytes are held (see _walk)
                 if self._skipping:
-                    if status == WALK_MORE and end - self._wpos <= self.max_pickle_size:
-                        return
                     # The skipped pickle ended (or broke the grammar): text resumes at _wpos.
-                    if status == WALK_STOP:
-                        self._wpos = min(self._wpos, end)
                     self.skipped_bytes += self._base + self._wpos - self._skip_from
                     self._pos = self._search = self._wpos
                     self._skipping = False
                     self._cand = -1
                     continue
-                if status == WALK_MORE:
-                    if end - self._cand <= self.max_pickle_size:
-                        return
-                    status = WALK_TOO_LARGE
                 if status == WALK_STOP:
                     self._deliver(self._cand, self._wpos, out)
                     self._pos = self._search = self._wpos
@@ -489,10 +485,11 @@ class MixedStreamSplitter:
                     self._pos = self._cand
                     self._search = self._cand + 1
                 else:
-                    self._error(_too_large(self._base + self._cand, bytes(buf[self._cand:end]),
+                    # Deliver what fits (up to the opcode that crosses the limit); skip the rest.
+                    self._error(_too_large(self._base + self._cand, bytes(buf[self._cand:self._wpos]),
                                            self.max_pickle_size), out)
                     self._skipping = True
-                    self._skip_from = self._base + end
+                    self._skip_from = self._base + self._wpos
                     continue
                 self._cand = -1
                 continue
@@ -556,6 +553,8 @@ class MixedStreamSplitter:
         depth = self._depth
         marks = self._marks
         skipping = self._skipping
+        # An opcode ending past ``limit`` makes the pickle too large: where that happens
+        # depends on the stream only, never on how it was cut into reads.
         limit = self._cand + self.max_pickle_size
         status = WALK_MORE
         while pos < end:
@@ -563,17 +562,23 @@ class MixedStreamSplitter:
             kind = ARG_KIND[op]
             if kind == A_FIXED:
                 nxt = pos + 1 + ARG_SIZE[op]
+                if nxt > limit and not skipping:
+                    status = WALK_TOO_LARGE
+                    break
                 if nxt > end:
                     break
             elif kind == A_LEN or kind == A_SLEN:
-                size = ARG_SIZE[op]
-                if pos + 1 + size > end:
+                header = pos + 1 + ARG_SIZE[op]
+                if header > limit and not skipping:
+                    status = WALK_TOO_LARGE
                     break
-                length = int.from_bytes(buf[pos + 1:pos + 1 + size], "little", signed=kind == A_SLEN)
+                if header > end:
+                    break
+                length = int.from_bytes(buf[pos + 1:header], "little", signed=kind == A_SLEN)
                 if length < 0:
                     status = WALK_INVALID
                     break
-                nxt = pos + 1 + size + length
+                nxt = header + length
                 if nxt > limit and not skipping:
                     status = WALK_TOO_LARGE
                     break
@@ -583,21 +588,30 @@ class MixedStreamSplitter:
                 if nxt > end and not skipping:
                     break
             elif kind == A_LINES:
+                # The line(s) must end by ``bound``; while skipping, within max_pickle_size.
+                bound = pos + self.max_pickle_size if skipping else limit
+                stop = min(end, bound)
                 if self._nl_op == pos:
                     search, found = self._nl_from, self._nl_found
                 else:
                     search, found = pos + 1, 0
                 while found < ARG_SIZE[op]:
-                    newline = buf.find(b"\n", search, end)
+                    newline = buf.find(b"\n", search, stop)
                     if newline < 0:
                         break
                     found += 1
                     search = newline + 1
                 if found < ARG_SIZE[op]:
+                    if end >= bound:
+                        status = WALK_INVALID if skipping else WALK_TOO_LARGE
+                        break
                     self._nl_op, self._nl_from, self._nl_found = pos, end, found
                     break
                 nxt = search
             elif kind == A_PROTO:
+                if pos + 2 > limit and not skipping:
+                    status = WALK_TOO_LARGE
+                    break
                 if pos + 2 > end:
                     break
                 if buf[pos + 1] > HIGHEST_PROTOCOL:
