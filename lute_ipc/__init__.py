@@ -46,6 +46,10 @@ __all__ = [
     "PipeCommunicator",
     "SocketCommunicator",
     "IMPLEMENTATION",
+    "TaskRunner",
+    "RunResult",
+    "report",
+    "SocketLogHandler",
 ]
 
 # name -> module that defines it; imported lazily (PEP 562).
@@ -53,6 +57,10 @@ _LAZY = {
     "PipeCommunicator": ".pipe",
     "SocketCommunicator": ".sockets",
     "IMPLEMENTATION": ".framing",
+    "TaskRunner": ".executor",
+    "RunResult": ".executor",
+    "report": ".task",
+    "SocketLogHandler": ".log_handler",
 }
 
 
