@@ -34,11 +34,12 @@ is already readable on stderr when stderr is read. Then, in stdout order:
 4. **stderr text** that is not a signal is added, as LUTE does, to the last text (or empty)
    Message of the pass: ``f"{contents} ({text})"``, or ``f"({text})"`` when it has no
    contents; when the pass has no such Message it becomes ``Message(contents=f"({text})")``;
-5. a signal whose object has not arrived is held for ``signal_grace`` seconds (default
-   0.05; a read waits for it that long at most, in ``poll``) and then delivered alone as
-   ``Message(signal=S)`` — but not while a pickle is arriving on stdout (a large object
-   takes longer than the grace to come through the pipe: the signal waits for it); at once
-   when stdout reaches end of file.
+5. a signal whose object has not arrived is held (a ``read()`` waits up to 0.05 s more for
+   it, in ``poll``, then returns and keeps it held) until ``signal_grace`` seconds (default
+   0.5) have passed, and then delivered alone as ``Message(signal=S)`` by the next read —
+   but not while a pickle is arriving on stdout (a large object takes longer than the grace
+   to come through the pipe: the signal waits for it); at once when stdout reaches end of
+   file. Only signals written without contents by text-mode Tasks wait the whole grace.
 
 So one ``write()`` read in one pass gives exactly LUTE's ``Message(contents, signal)``,
 and nothing is lost: every object, text span, signal and error reaches the caller, in
@@ -67,7 +68,7 @@ from .framing import MixedStreamSplitter, SignalTokenizer
 from .message import Message, Party
 from .stream_items import Item, Pickled, Signal, StreamError, Text
 
-__all__ = ["PipeCommunicator", "READ_SIZE", "SIGNAL_GRACE", "WRITE_TIMEOUT"]
+__all__ = ["PipeCommunicator", "READ_SIZE", "SIGNAL_GRACE", "HOLD_WAIT", "WRITE_TIMEOUT"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +76,11 @@ READ_SIZE = 64 * 1024
 """Bytes asked for by each ``os.read``."""
 MAX_PASS_BYTES = 16 * 1024 * 1024
 """At most this many bytes are read from one stream in one pass (then the pass assembles)."""
-SIGNAL_GRACE = 0.05
-"""Seconds a signal waits for its object before it is delivered alone."""
+SIGNAL_GRACE = 0.5
+"""Seconds a signal waits for its object before it is delivered alone (a Task that is
+descheduled between writing a signal and its contents must not split the message)."""
+HOLD_WAIT = 0.05
+"""Seconds one ``read()`` waits, beyond its ``wait``, for the object of a held signal."""
 WRITE_TIMEOUT = 30.0
 """Seconds ``write(msg, proc)`` waits for a child that does not read its stdin."""
 
@@ -189,19 +193,21 @@ class PipeCommunicator(Communicator):
             raise UsageError("the Executor side of a PipeCommunicator reads a child: pass proc")
         child = self._child(proc)
         deadline = time.monotonic() + (wait or 0.0)
+        hold_until = 0.0  # set once a held signal is seen: wait a little for its object
         while True:
             if child.queue:
                 return child.queue.popleft()
             now = time.monotonic()
-            timeout = max(0.0, deadline - now, self._grace_left(child, now))
+            if not hold_until and self._grace_left(child, now) > 0:
+                hold_until = now + min(HOLD_WAIT, self._grace_left(child, now))
+            end = max(deadline, hold_until)
             streams = child.streams()
-            if streams and _readable([s.fd for s in streams], timeout):
+            if streams and _readable([s.fd for s in streams], max(0.0, end - now)):
                 self._pass(child)
             self._release_signals(child)
             if child.queue:
                 return child.queue.popleft()
-            now = time.monotonic()
-            if not streams or (now >= deadline and self._grace_left(child, now) <= 0):
+            if not streams or time.monotonic() >= end:
                 return Message()
 
     def write(self, msg: Message, proc: Optional[subprocess.Popen] = None) -> None:
@@ -225,7 +231,7 @@ class PipeCommunicator(Communicator):
         fds = []
         now = time.monotonic()
         for child in self._children.values():
-            if child.queue or self._grace_left(child, now) > 0 or self._signal_due(child, now):
+            if child.queue or self._signal_due(child, now):
                 return True
             fds += [s.fd for s in child.streams()]
         return bool(fds) and _readable(fds)

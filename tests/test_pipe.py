@@ -139,6 +139,31 @@ def test_stderr_text_goes_into_contents_like_lute(executor: PipeCommunicator) ->
         assert messages == [Message("x (warning: something odd\n)", "TASK_LOG")]
 
 
+def test_signal_waits_for_contents_written_late(executor: PipeCommunicator) -> None:
+    proc = spawn("paused")
+    messages = collect(executor, proc)
+    assert finish(proc) == 0
+    assert messages == [Message("late contents", "TASK_RESULT"), Message("next", "TASK_LOG")]
+
+
+def test_signal_without_contents_is_delivered_after_the_grace() -> None:
+    proc = spawn("signal_then_sleep")
+    try:
+        with PipeCommunicator(Party.EXECUTOR, signal_grace=0.3) as comm:
+            start = time.monotonic()
+            got = Message()
+            while got == Message() and time.monotonic() - start < 10:
+                call = time.monotonic()
+                got = comm.read(proc, wait=0.02)
+                assert time.monotonic() - call < 0.25  # a held signal never blocks a read long
+            assert got == Message(signal="TASK_STARTED")
+            assert time.monotonic() - start >= 0.3
+            assert proc.poll() is None  # delivered by the grace, not by the end of the Task
+    finally:
+        proc.kill()
+        finish(proc)
+
+
 def test_signal_waits_for_a_pickle_arriving_slowly(executor: PipeCommunicator) -> None:
     proc = spawn("slow_big", "300000")
     messages = collect(executor, proc)

@@ -108,6 +108,22 @@ def slow_big(size: str) -> None:
     send("after", "TASK_LOG")
 
 
+def paused() -> None:
+    # Descheduled between a signal and its contents (a loaded machine does this).
+    sys.stderr.write("TASK_RESULT")
+    sys.stderr.flush()
+    time.sleep(0.25)
+    sys.stdout.buffer.write(pickle.dumps("late contents"))
+    sys.stdout.buffer.flush()
+    time.sleep(0.25)
+    send("next", "TASK_LOG")
+
+
+def signal_then_sleep() -> None:
+    send(None, "TASK_STARTED", use_pickle=False)  # text mode, no contents: nothing on stdout
+    time.sleep(3)
+
+
 def echo() -> None:
     comm = PipeCommunicator(Party.TASK)
     deadline = time.monotonic() + 20
@@ -142,7 +158,7 @@ def silent(seconds: str) -> None:
     time.sleep(float(seconds))
 
 
-SCENARIOS = {f.__name__: f for f in (interleave, big, slow_big, many, non_utf8, text_signals, stderr_text, abrupt, echo,
+SCENARIOS = {f.__name__: f for f in (interleave, big, slow_big, paused, signal_then_sleep, many, non_utf8, text_signals, stderr_text, abrupt, echo,
                                      read_wait, lute_pickle, lute_text, silent)}
 
 if __name__ == "__main__":
