@@ -63,7 +63,7 @@ cdef object _pickle_loads = _pickle.loads
 cdef object _pickle_dumps = _pickle.dumps
 cdef object _default_loads = _codec.loads
 cdef object _compat_loads = _codec.compat_loads
-cdef object _hmac_digest = _hmac.digest
+cdef object _tagger = _codec.tagger
 cdef object _compare_digest = _hmac.compare_digest
 cdef int _protocol = _codec.PICKLE_PROTOCOL
 
@@ -148,7 +148,7 @@ cdef Py_ssize_t _write_frame(char* w, const unsigned char* payload, Py_ssize_t l
     if length:
         memcpy(w + HEAD_SIZE + digits + SEP_SIZE, payload, length)
     if authenticated:
-        tag = _hmac_digest(key, PyMemoryView_FromMemory(w, signed_size, PyBUF_READ), "sha256")
+        tag = _tagger(key)(PyMemoryView_FromMemory(w, signed_size, PyBUF_READ))
         memcpy(w + signed_size, PyBytes_AS_STRING(tag), C_TAG_SIZE)
         memcpy(w + signed_size + C_TAG_SIZE, C_AUTH_TRAILER, TRAILER_SIZE)
         return signed_size + C_TAG_SIZE + TRAILER_SIZE
@@ -237,6 +237,7 @@ cdef class FrameDecoder:
     cdef object _loads
     cdef bint _loads_is_default
     cdef object _key
+    cdef object _frame_tag
     cdef object _on_error
     # One incomplete frame start: raw buffer, its fill, capacity and stream offset.
     cdef unsigned char* _pbuf
@@ -264,6 +265,7 @@ cdef class FrameDecoder:
         self._loads = loads
         self._loads_is_default = loads is _default_loads
         self._key = _spec._check_key(key)
+        self._frame_tag = None if self._key is None else _tagger(self._key)
         self.require_auth = bool(require_auth)
         self._on_error = on_error
         self.errors = 0
@@ -519,10 +521,8 @@ cdef class FrameDecoder:
                 if self._key is None:
                     self._report(_spec._no_key(offset + frame_start))
                     continue
-                expected = _hmac_digest(
-                    self._key,
-                    PyMemoryView_FromMemory(<char*>buf + frame_start, payload_end - frame_start, PyBUF_READ),
-                    "sha256")
+                expected = self._frame_tag(
+                    PyMemoryView_FromMemory(<char*>buf + frame_start, payload_end - frame_start, PyBUF_READ))
                 if not _compare_digest(
                         expected, PyMemoryView_FromMemory(<char*>buf + payload_end, C_TAG_SIZE, PyBUF_READ)):
                     self._report(_spec._bad_tag(offset + frame_start))

@@ -248,6 +248,7 @@ class FrameDecoder:
         self.max_frame_size = max_frame_size
         self._loads = loads
         self._key = _check_key(key)
+        self._frame_tag = None if self._key is None else codec.tagger(self._key)
         self.require_auth = bool(require_auth)
         self._on_error = on_error
         self.errors = 0
@@ -446,7 +447,7 @@ class FrameDecoder:
                     self._report(_no_key(frame_offset))
                     continue
                 view = memoryview(data)
-                expected = codec.frame_tag(self._key, view[frame_start:payload_end])
+                expected = self._frame_tag(view[frame_start:payload_end])
                 if not hmac.compare_digest(expected, view[payload_end:tag_end]):
                     self._report(_bad_tag(frame_offset))
                     continue

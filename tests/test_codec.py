@@ -158,3 +158,13 @@ def test_dumps_lute_names_decodes_as_lute_classes_in_a_lute_process(tmp_path) ->
     result = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(tmp_path)!r}); {code}"],
                             input=data, capture_output=True, timeout=60)
     assert result.stdout.decode().strip() == "hi TASK_RESPONSE", result.stderr.decode()
+
+
+@pytest.mark.parametrize("key_size", [1, 16, 32, 63, 64, 65, 200])
+def test_frame_tagger_is_hmac_sha256_for_any_key_length(key_size: int) -> None:
+    import hmac
+
+    key = bytes(range(256))[:key_size]
+    for data in (b"", b"x", bytes(range(256)) * 5, memoryview(b"view data")):
+        assert codec.tagger(key)(data) == hmac.digest(key, data, "sha256")
+    assert codec.tagger(key) is codec.tagger(key)  # cached
