@@ -63,7 +63,7 @@ import re
 from typing import Any, Callable, FrozenSet, Iterable, List, Optional, Tuple, Union
 
 from . import codec
-from .errors import IncompletePickle, PayloadError, PickleTooLarge, PipeStreamError, ProtocolError, UsageError
+from .errors import IncompletePickle, PayloadError, PickleTooLarge, ProtocolError, UsageError
 from .message import LUTE_SIGNALS
 from .stream_items import Item, Pickled, Signal, StreamError, Text, undecodable_error
 
