@@ -7,7 +7,8 @@ Wire format (byte-compatible with LUTE)
   contents as text, which must be ``str`` or ``None``). The Task's own ``print()`` output
   and stderr logging interleave freely with these writes.
 * **Executor → Task**, ``write(msg, proc)``: the whole pickled ``Message`` on the child's
-  **stdin** (``use_pickle=False``: the contents as text).
+  **stdin**, pickled under LUTE's class paths so a LUTE Task recognises it (ours map them
+  back); ``use_pickle=False``: the contents as text.
 
 All parsing is done by the core (:mod:`lute_ipc.framing`): stdout by a
 ``MixedStreamSplitter`` (pickles and text in any order and chunking), stderr by a
@@ -43,9 +44,10 @@ is already readable on stderr when stderr is read. Then, in stdout order:
 
 So one ``write()`` read in one pass gives exactly LUTE's ``Message(contents, signal)``,
 and nothing is lost: every object, text span, signal and error reaches the caller, in
-order. ``read()`` returns one Message per call (an empty ``Message()`` when nothing waits)
-and keeps the rest queued; ``has_messages`` is true while anything is queued, held or
-readable. Pairing is by order only: a Task that mixes signal-less pickle writes with
+order (only the tail of a pickle beyond ``max_pickle_size`` is skipped, after its error).
+``read()`` returns one Message per call (an empty ``Message()`` when nothing waits) and
+keeps the rest queued; ``has_messages`` is true while a Message is queued, a held signal
+is due, or a pipe is readable. Pairing is by order only: a Task that mixes signal-less pickle writes with
 signalled ones, or that writes a large (> buffer size) pickle *before* flushing its signal
 as LUTE 0.3.0's Task does for big contents, can see a signal paired with a neighbour.
 """
