@@ -222,7 +222,7 @@ class PipeCommunicator(Communicator):
 
     @property
     def has_messages(self) -> bool:
-        """True while a Message is queued or held, or a pipe has bytes (or EOF) to read."""
+        """True while a Message is queued, a held signal is due, or a pipe has bytes (or EOF) to read."""
         if self._closed:
             return False
         if self._party is Party.TASK:
