@@ -1,31 +1,70 @@
-"""Task-side sending: frame a message and push the bytes down one connection.
+"""Task-side sending: frame messages into a send buffer and push it down one connection.
 
-:class:`FrameWriter` is the one place that frames and sends (a later send buffer with a
-latency bound and ``sendmsg`` scatter-gather slots in here). It is thread-safe and sits
-on a *link*: :class:`StreamLink` (raw Unix/TCP socket, reconnected on demand) or
-:class:`ZmqLink` (ZeroMQ PUSH with a bounded linger, so closing never hangs).
+:class:`FrameWriter` batches: ``write()`` pickles and frames a message straight into a
+send buffer (:func:`~lute_ipc.framing.append_frame`); the buffer goes out in one system
+call (raw sockets) or one ZeroMQ message when
+
+* it holds ``flush_size`` bytes or more;
+* ``flush_interval`` seconds passed since its oldest message was written (a flusher
+  thread enforces this bound while the Task is idle; ``flush_interval=0`` writes through);
+* a message with a signal other than ``TASK_LOG`` is written (``TASK_RESULT``,
+  ``TASK_DONE``...: the Executor acts on those at once);
+* :meth:`FrameWriter.flush` or :meth:`FrameWriter.close` is called, or the interpreter
+  exits normally (an ``atexit`` hook flushes every open writer of the process).
+
+A message holding a large buffer (``bytes``, ``bytearray``, numpy array, see
+:mod:`lute_ipc._oob`) is sent at once, before ``write()`` returns, with scatter-gather
+I/O: head, pickle pieces, the buffers themselves and the trailer go out in one
+``sendmsg`` without being concatenated (ZeroMQ: one copy into a message sent with
+``copy=False``, since a frame must not span ZeroMQ messages).
+
+Loss: nothing written before ``flush()`` returns or before a clean ``close()``/exit is
+lost. A Task killed by SIGKILL (or ``os._exit``) loses what is still in the buffer: at
+most ``flush_interval`` seconds / ``flush_size`` bytes of ``TASK_LOG``/signal-less messages.
+
+Links: :class:`StreamLink` (raw Unix/TCP socket, reconnected on demand) or
+:class:`ZmqLink` (ZeroMQ PUSH on a process-wide context that is closed at exit, after
+the writers flushed, within each socket's linger).
 """
 
 from __future__ import annotations
 
+import atexit
 import errno
+import hmac
+import logging
+import os
 import socket
 import threading
 import time
-from typing import Any, Callable, Optional
+import weakref
+from typing import Any, Callable, List, Optional
 
+from . import _oob
 from .errors import CommunicatorClosed, TransportError
-from .framing import encode_frame
+from .framing import AUTH_TRAILER, PLAIN_TRAILER, append_frame, frame_head
 from .message import Message
 
-__all__ = ["FrameWriter", "StreamLink", "ZmqLink"]
+__all__ = ["FrameWriter", "StreamLink", "ZmqLink", "shared_zmq_context", "DEFAULT_FLUSH_INTERVAL",
+           "DEFAULT_FLUSH_SIZE"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FLUSH_INTERVAL = 0.001
+"""Seconds a written message may wait in the send buffer (the latency bound)."""
+DEFAULT_FLUSH_SIZE = 64 * 1024
+"""Send-buffer bytes that trigger a send."""
 
 _PEER_CHECK_AFTER = 0.01
 """Seconds of send inactivity after which a raw link checks whether the Executor closed it."""
 
 _RESET_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+_BATCHED_SIGNALS = frozenset({None, "TASK_LOG"})
+_IOV_MAX = 512
+_ZMQ_COPY_BELOW = 64 * 1024
 
 
+# ---------------------------------------------------------------------- links
 class StreamLink:
     """One raw stream connection to the Executor, opened by ``connect()`` and reopened on demand.
 
@@ -46,18 +85,19 @@ class StreamLink:
             self._sock = self._connect()
             self._last_send = time.monotonic()
 
-    def send(self, data: bytes) -> None:
-        """Send all of ``data``; on a connection closed by the peer reconnect once and resend."""
+    def send(self, pieces: List[Any]) -> None:
+        """Send all ``pieces`` (buffers, in order) with gathered writes; on a connection
+        closed by the peer reconnect once and resend."""
         sock = self._sock
         now = time.monotonic()
         if sock is None or (now - self._last_send > _PEER_CHECK_AFTER and _peer_closed(sock)):
             sock = self._reopen()
         try:
-            sock.sendall(data)
+            _send_all(sock, pieces)
         except _RESET_ERRORS:
             sock = self._reopen()
             try:
-                sock.sendall(data)
+                _send_all(sock, pieces)
             except OSError as exc:
                 raise TransportError(f"sending to the Executor failed after reconnecting: {exc}") from exc
         except OSError as exc:
@@ -78,6 +118,24 @@ class StreamLink:
             self._sock = None
 
 
+def _send_all(sock: socket.socket, pieces: List[Any]) -> None:
+    """``sendall`` for a list of buffers: ``sendmsg`` until every byte went out."""
+    if len(pieces) == 1:
+        sock.sendall(pieces[0])
+        return
+    views = [memoryview(p).cast("B") for p in pieces]
+    while views:
+        sent = sock.sendmsg(views[:_IOV_MAX])
+        while sent:
+            size = views[0].nbytes
+            if sent >= size:
+                sent -= size
+                views.pop(0)
+            else:
+                views[0] = views[0][sent:]
+                sent = 0
+
+
 def _peer_closed(sock: socket.socket) -> bool:
     """True when the Executor closed its end (it never sends, so readable means EOF/reset)."""
     try:
@@ -89,15 +147,16 @@ def _peer_closed(sock: socket.socket) -> bool:
 
 
 class ZmqLink:
-    """A ZeroMQ PUSH socket with its own context.
+    """A ZeroMQ PUSH socket (on the process-wide context of :func:`shared_zmq_context`).
 
     Args:
-        context: the ``zmq.Context`` (terminated by :meth:`close`).
         zsocket: the connected PUSH socket.
-        linger: seconds ``close()`` may wait to deliver queued messages before dropping them.
+        linger: seconds queued messages may still be delivered after :meth:`close`
+            (ZeroMQ delivers them in the background; the process waits for them at exit).
+        context: a context owned by this link, terminated by :meth:`close` (None: shared).
     """
 
-    def __init__(self, context: Any, zsocket: Any, linger: float) -> None:
+    def __init__(self, zsocket: Any, linger: float, context: Any = None) -> None:
         self._context = context
         self._zsocket = zsocket
         self._linger_ms = max(0, int(linger * 1000))
@@ -105,11 +164,13 @@ class ZmqLink:
     def open(self) -> None:
         """ZeroMQ connects in the background: nothing to do."""
 
-    def send(self, data: bytes) -> None:
+    def send(self, pieces: List[Any]) -> None:
+        """Send ``pieces`` as one ZeroMQ message (frames never span ZeroMQ messages)."""
         import zmq
 
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         try:
-            self._zsocket.send(data, copy=len(data) < 65536)
+            self._zsocket.send(data, copy=len(data) < _ZMQ_COPY_BELOW)
         except zmq.ZMQError as exc:
             raise TransportError(f"sending to the Executor over ZeroMQ failed: {exc}") from exc
 
@@ -122,29 +183,241 @@ class ZmqLink:
             self._context = None
 
 
-class FrameWriter:
-    """Frames each message (signed when a key is given) and sends it; safe to call from many threads."""
+_zmq_lock = threading.Lock()
+_zmq_context: Any = None
+_zmq_pid: Optional[int] = None
 
-    def __init__(self, link: Any, key: Optional[bytes]) -> None:
+
+def shared_zmq_context() -> Any:
+    """The process's ZeroMQ context for Task-side sockets (a new one after fork).
+
+    Created on first use; at interpreter exit, after every writer flushed, it is destroyed:
+    open sockets are closed and queued messages get at most each socket's linger.
+    """
+    global _zmq_context, _zmq_pid
+    import zmq
+
+    with _zmq_lock:
+        if _zmq_context is None or _zmq_pid != os.getpid():
+            _zmq_context = zmq.Context()
+            _zmq_pid = os.getpid()
+            _install_exit_hook()
+        return _zmq_context
+
+
+# ---------------------------------------------------------------------- exit hook
+_writers: "weakref.WeakSet[FrameWriter]" = weakref.WeakSet()
+_hook_installed = False
+
+
+def _install_exit_hook() -> None:
+    global _hook_installed
+    if not _hook_installed:
+        _hook_installed = True
+        atexit.register(_flush_at_exit)
+
+
+def _flush_at_exit() -> None:
+    """Flush every writer of this process, then end the shared ZeroMQ context (bounded by linger)."""
+    global _zmq_context
+    pid = os.getpid()
+    for writer in list(_writers):
+        if writer._pid == pid:
+            try:
+                writer.flush()
+            except Exception as exc:  # exit must go on
+                logger.warning("could not flush a SocketCommunicator at exit: %s", exc)
+    with _zmq_lock:
+        context, _zmq_context = _zmq_context, None
+        owned = _zmq_pid == pid
+    if context is not None and owned:
+        try:
+            context.destroy()
+        except Exception as exc:  # pragma: no cover
+            logger.warning("could not close the ZeroMQ context at exit: %s", exc)
+
+
+# ---------------------------------------------------------------------- signing
+class _GatherTagger:
+    """HMAC-SHA256 over several pieces (a frame sent with scatter-gather)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._base = hmac.new(key, digestmod="sha256")
+
+    def __call__(self, pieces: List[Any]) -> bytes:
+        mac = self._base.copy()
+        for piece in pieces:
+            mac.update(piece)
+        return mac.digest()
+
+
+# ---------------------------------------------------------------------- writer
+class FrameWriter:
+    """Frames messages (signed when a key is given) into a send buffer and sends it in
+    batches (see the module docs for when); safe to call from many threads.
+
+    Args:
+        link: a :class:`StreamLink` or :class:`ZmqLink`.
+        key: HMAC key to sign frames with, or None for plain frames.
+        flush_interval: latency bound in seconds (0: every write is sent at once).
+        flush_size: buffered bytes that trigger a send.
+    """
+
+    def __init__(self, link: Any, key: Optional[bytes], *, flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+                 flush_size: int = DEFAULT_FLUSH_SIZE) -> None:
         self._link = link
         self._key = key
-        self._lock = threading.Lock()
+        self._gather_tagger = _GatherTagger(key) if key is not None else None
+        self.flush_interval = max(0.0, float(flush_interval))
+        self.flush_size = max(1, int(flush_size))
+        self._buffer = bytearray()
+        self._buffered = 0  # messages in the buffer
+        self._deadline = 0.0
+        self._cond = threading.Condition(threading.Lock())
+        self._flusher: Optional[threading.Thread] = None
+        self._flusher_idle = False
         self._closed = False
+        self._pid = os.getpid()
         self.frames_sent = 0
+        """Messages handed to the link (sent, or queued by ZeroMQ)."""
+        self.sends = 0
+        """System calls / ZeroMQ messages used so far."""
+        self.frames_lost = 0
+        """Buffered messages dropped because a send failed (the failure was raised)."""
+        _writers.add(self)
+        _install_exit_hook()
 
     def open(self) -> None:
-        with self._lock:
+        with self._cond:
             self._link.open()
 
     def write(self, msg: Message) -> None:
-        frame = encode_frame(msg, key=self._key)
-        with self._lock:
+        """Frame ``msg`` into the buffer; send now if a flush rule says so."""
+        large = _oob.has_large_buffer(msg.contents) if type(msg) is Message else False
+        with self._cond:
             if self._closed:
                 raise CommunicatorClosed("this SocketCommunicator was closed")
-            self._link.send(frame)
-            self.frames_sent += 1
+            if self._pid != os.getpid():
+                self._after_fork()
+            if large:
+                self._send_large(msg)
+                return
+            buffer = self._buffer
+            was_empty = not buffer
+            append_frame(buffer, msg, key=self._key)
+            self._buffered += 1
+            if msg.signal not in _BATCHED_SIGNALS or len(buffer) >= self.flush_size or not self.flush_interval:
+                self._flush_locked()
+            elif was_empty:
+                self._deadline = time.monotonic() + self.flush_interval
+                if self._flusher is None:
+                    self._start_flusher()
+                elif self._flusher_idle:
+                    self._cond.notify()
+            elif time.monotonic() >= self._deadline:
+                self._flush_locked()
+
+    def flush(self) -> None:
+        """Send everything buffered now (returns once it is handed to the socket/ZeroMQ)."""
+        with self._cond:
+            if self._buffer and self._pid == os.getpid():
+                self._flush_locked()
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._link.close()
+        """Flush, stop the flusher thread and close the link. Idempotent."""
+        with self._cond:
+            if self._closed:
+                return
+            try:
+                if self._buffer and self._pid == os.getpid():
+                    self._flush_locked()
+            finally:
+                self._closed = True
+                self._cond.notify_all()
+                self._link.close()
+        flusher = self._flusher
+        if flusher is not None and flusher is not threading.current_thread():
+            flusher.join(1.0)
+        _writers.discard(self)
+
+    @property
+    def buffered(self) -> int:
+        """Messages waiting in the send buffer."""
+        return self._buffered
+
+    # ------------------------------------------------------------------ internals
+    def _after_fork(self) -> None:
+        """A forked child must not send its parent's buffered bytes (nor use its thread)."""
+        self._buffer = bytearray()
+        self._buffered = 0
+        self._flusher = None
+        self._pid = os.getpid()
+
+    def _flush_locked(self) -> None:
+        buffer = self._buffer
+        count = self._buffered
+        if isinstance(self._link, ZmqLink) and len(buffer) >= _ZMQ_COPY_BELOW:
+            self._buffer = bytearray()  # ZeroMQ keeps the sent one without copying it
+        self._buffered = 0
+        try:
+            self._link.send([buffer])
+        except BaseException:
+            self.frames_lost += count
+            self._buffer = bytearray()  # a traceback may still hold a view of the old one
+            raise
+        if self._buffer is buffer:
+            del buffer[:]
+        self.sends += 1
+        self.frames_sent += count
+
+    def _send_large(self, msg: Message) -> None:
+        pieces, size = _oob.pickle_pieces(msg)
+        signed = self._gather_tagger is not None
+        head = frame_head(size, authenticated=signed)
+        frame: List[Any] = [head, *pieces]
+        if signed:
+            frame.append(self._gather_tagger(frame) + AUTH_TRAILER)  # type: ignore[misc]
+        else:
+            frame.append(PLAIN_TRAILER)
+        count = self._buffered
+        if count:
+            if isinstance(self._link, ZmqLink):
+                self._flush_locked()
+                count = 0
+            else:
+                frame.insert(0, self._buffer)
+        self._buffered = 0
+        try:
+            self._link.send(frame)
+        except BaseException:
+            self.frames_lost += count + 1
+            self._buffer = bytearray()  # a traceback may still hold a view of the old one
+            raise
+        del frame
+        del self._buffer[:]
+        self.sends += 1
+        self.frames_sent += count + 1
+
+    def _start_flusher(self) -> None:
+        self._flusher = threading.Thread(target=self._flush_loop, name="lute-ipc-flusher", daemon=True)
+        self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        """Send the buffer when its oldest message reaches the latency bound, even if the Task is idle."""
+        me = threading.current_thread()
+        cond = self._cond
+        with cond:
+            while not self._closed and self._flusher is me:
+                if not self._buffer:
+                    self._flusher_idle = True
+                    cond.wait()
+                    self._flusher_idle = False
+                    continue
+                delay = self._deadline - time.monotonic()
+                if delay > 0:
+                    cond.wait(delay)
+                    continue
+                try:
+                    self._flush_locked()
+                except Exception as exc:  # never die; the loss is counted in frames_lost
+                    logger.warning("sending buffered messages to the Executor failed: %s", exc)

@@ -21,7 +21,8 @@ from . import codec
 from . import env as _env
 from ._queue import MessageQueue
 from ._reader import ReaderStats, StreamReader, ZmqReader
-from ._writer import FrameWriter, StreamLink, ZmqLink
+from ._writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_FLUSH_SIZE, FrameWriter, StreamLink, ZmqLink, \
+    shared_zmq_context
 from .communicator import Communicator
 from .errors import (
     CommunicatorClosed,
@@ -54,8 +55,12 @@ class SocketCommunicator(Communicator):
     The Executor side calls :meth:`delayed_setup` first: it binds, starts one reader
     thread and exports the environment its Tasks inherit (``os.environ``, as LUTE):
     ``LUTE_EXECUTOR_HOST``; ``LUTE_SOCKET`` (a socket in a new private 0700 directory) or
-    ``LUTE_PORT`` (a free port, bound atomically) when the user did not set them; and
-    ``LUTE_IPC_KEY``, a fresh per-run HMAC key, when not set. The Task side reads the
+    ``LUTE_PORT`` (a free port, bound atomically) when the user did not set them; and,
+    when it requires authentication (TCP by default, or ``require_auth=True``) and
+    ``LUTE_IPC_KEY`` is not set, a fresh per-run HMAC key in ``LUTE_IPC_KEY``. A key set by
+    the user is always used: Tasks sign with it and the Executor verifies signed frames
+    (on a Unix socket without ``require_auth`` it also accepts unsigned ones, so no key is
+    created there: signatures would protect nothing). The Task side reads the
     same variables: Unix socket unless ``LUTE_USE_TCP`` is set; across hosts a Unix
     socket is reached through an ssh tunnel (:class:`~lute_ipc.tunnel.SshTunnel`).
 
@@ -90,10 +95,23 @@ class SocketCommunicator(Communicator):
             without sending a byte before it is closed (default 60).
         queue_size: messages buffered for :meth:`read` before the reader stops reading
             (backpressure; default 100,000).
-        linger: ZeroMQ Task: seconds :meth:`close` may spend delivering queued messages.
+        linger: ZeroMQ Task: seconds queued messages may still be delivered after
+            :meth:`close` (in the background; the process waits at most this long at exit).
+        flush_interval: Task: latency bound of the send buffer, seconds (default 0.001);
+            ``0`` sends every message at once (write-through).
+        flush_size: Task: buffered bytes that trigger a send (default 64 KiB).
         connect_timeout: raw TCP Task: seconds to wait for a connection.
         ssh_options: Task across hosts: extra ssh arguments (default: ``LUTE_SSH_OPTIONS``).
         tunnel_timeout: Task across hosts: seconds to wait for the ssh tunnel.
+
+    Task-side batching: :meth:`write` frames into a send buffer that goes out (one system
+    call, or one ZeroMQ message holding several frames) when it reaches ``flush_size``,
+    when its oldest message is ``flush_interval`` old (even if the Task is idle), at once
+    for a message with a signal other than ``TASK_LOG``, on :meth:`flush`, on
+    :meth:`close` and at normal interpreter exit. Large ``bytes``/``bytearray``/numpy
+    payloads are sent before :meth:`write` returns, without being copied (scatter-gather).
+    A Task killed with SIGKILL loses what was still buffered (at most ``flush_interval``
+    of ``TASK_LOG`` messages); call :meth:`flush` where that matters.
 
     ZeroMQ notes: the PULL socket rejects ZeroMQ messages larger than ``max_frame_size``
     (plus framing) and ZeroMQ manages connections itself, so ``max_connections`` and
@@ -121,14 +139,17 @@ class SocketCommunicator(Communicator):
         idle_timeout: float = 60.0,
         queue_size: int = 100_000,
         linger: float = 5.0,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        flush_size: int = DEFAULT_FLUSH_SIZE,
         connect_timeout: float = 10.0,
         ssh_options: Optional[Sequence[str]] = None,
         tunnel_timeout: float = DEFAULT_TUNNEL_TIMEOUT,
     ) -> None:
         super().__init__(party=party, use_pickle=use_pickle)
         if (max_connections is not None and max_connections < 1) or idle_timeout <= 0 or queue_size < 1 \
-                or linger < 0:
-            raise UsageError("max_connections and queue_size must be >= 1, idle_timeout > 0 and linger >= 0")
+                or linger < 0 or flush_interval < 0 or flush_size < 1:
+            raise UsageError("max_connections, queue_size and flush_size must be >= 1, idle_timeout > 0, "
+                             "linger >= 0 and flush_interval >= 0")
         self._use_zmq_arg = use_zmq
         self._require_auth_arg = require_auth
         self._loads_arg = loads
@@ -138,6 +159,8 @@ class SocketCommunicator(Communicator):
         self.idle_timeout = idle_timeout
         self.queue_size = queue_size
         self.linger = linger
+        self.flush_interval = flush_interval
+        self.flush_size = flush_size
         self.connect_timeout = connect_timeout
         self._ssh_options_arg = None if ssh_options is None else list(ssh_options)
         self.tunnel_timeout = tunnel_timeout
@@ -187,8 +210,8 @@ class SocketCommunicator(Communicator):
         self._set_up = True
 
     def _setup_executor(self) -> None:
-        key = self._executor_key()
         self.require_auth = self.use_tcp if self._require_auth_arg is None else bool(self._require_auth_arg)
+        key = self._executor_key()
         loads = self._loads_arg
         if loads is None:
             if self.use_tcp and not self.require_auth:
@@ -219,10 +242,13 @@ class SocketCommunicator(Communicator):
         self._export(_env.EXECUTOR_HOST, socket.gethostname(), always=True)
         self._reader.start()
 
-    def _executor_key(self) -> bytes:
+    def _executor_key(self) -> Optional[bytes]:
+        """The user's ``LUTE_IPC_KEY``; else a new exported key when authentication is required; else None."""
         text = os.environ.get(_env.IPC_KEY)
         if text:
             return codec.parse_key(text)
+        if not self.require_auth:
+            return None  # unsigned frames are accepted: a key would only cost signing time
         key = codec.generate_key()
         self._export(_env.IPC_KEY, key.hex())
         return key
@@ -355,7 +381,7 @@ class SocketCommunicator(Communicator):
             local_path = path
             link = self._zmq_link(f"ipc://{local_path}") if self.use_zmq \
                 else StreamLink(lambda: _connect_unix(local_path))
-        self._writer = FrameWriter(link, key)
+        self._writer = FrameWriter(link, key, flush_interval=self.flush_interval, flush_size=self.flush_size)
         self._writer.open()
 
     def _local_tcp_host(self) -> str:
@@ -365,17 +391,15 @@ class SocketCommunicator(Communicator):
     def _zmq_link(self, address: str) -> ZmqLink:
         import zmq
 
-        context = zmq.Context()
-        zsock = context.socket(zmq.PUSH)
+        zsock = shared_zmq_context().socket(zmq.PUSH)
         zsock.setsockopt(zmq.SNDHWM, 160000)
         zsock.setsockopt(zmq.LINGER, int(self.linger * 1000))
         try:
             zsock.connect(address)
         except zmq.ZMQError as exc:
             zsock.close(linger=0)
-            context.term()
             raise TransportError(f"cannot connect a ZeroMQ PUSH socket to {address}: {exc}") from exc
-        return ZmqLink(context, zsock, self.linger)
+        return ZmqLink(zsock, self.linger)
 
     # ------------------------------------------------------------------ reading
     def read(self, proc: Optional[subprocess.Popen] = None, wait: Optional[float] = None) -> Message:
@@ -447,6 +471,12 @@ class SocketCommunicator(Communicator):
             self.delayed_setup()
             writer = self._writer
         writer.write(msg)  # type: ignore[union-attr]
+
+    def flush(self) -> None:
+        """Task side: send every buffered message now (no-op before set-up and on the Executor)."""
+        writer = self._writer
+        if writer is not None:
+            writer.flush()
 
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:

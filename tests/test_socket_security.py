@@ -98,6 +98,8 @@ def test_malicious_pickle_never_runs_while_good_task_is_served(monkeypatch, tmp_
     wrong_key = codec.generate_key()
     attacks = [encode_payload(evil), encode_payload(evil, key=wrong_key)]
     count = 5000
+    if not auth:  # no key is created when none is required: the user's key is used (Tasks sign)
+        monkeypatch.setenv("LUTE_IPC_KEY", codec.generate_key().hex())
     with executor(use_zmq, require_auth=auth) as ex:
         good = start_task("writer.py", count, "persistent-exit", "small", env=child_env(use_zmq))
         send = send_zmq if use_zmq else send_raw
@@ -169,7 +171,7 @@ def test_key_is_never_logged(monkeypatch, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     for transport in (("raw", "tcp"), ("zmq", "tcp"), ("raw", "unix")):
         use_zmq = use_transport(monkeypatch, transport)
-        with executor(use_zmq) as ex:
+        with executor(use_zmq, require_auth=True) as ex:
             key = os.environ["LUTE_IPC_KEY"]
             task = SocketCommunicator(Party.TASK, use_zmq=use_zmq)
             task.write(Message("hello"))
