@@ -317,10 +317,25 @@ def _progress_text(state: Dict[str, Any], total: int) -> str:
     return f"progress: {state['data']}/{total} data messages, {rate:,.0f} msg/s"
 
 
+# ---------------------------------------------------------------------- bench
+def _configure_bench(parser: argparse.ArgumentParser) -> None:
+    from .bench.options import configure
+
+    configure(parser)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from .bench.main import run
+
+    return run(args)
+
+
 # ---------------------------------------------------------------------- registry and main
 COMMANDS: List[Command] = [
     Command("demo", "run an Executor and a Task subprocess end to end", _configure_demo, _run_demo),
     Command("info", "show version, implementation, pyzmq and transport defaults", _configure_info, _run_info),
+    Command("bench", "compare lute_ipc's speed with the alternatives (tables, JSON, plot)", _configure_bench,
+            _run_bench),
 ]
 """The subcommands, in ``--help`` order. Add one by appending a :class:`Command`."""
 

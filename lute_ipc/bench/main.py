@@ -1,0 +1,158 @@
+"""``python -m lute_ipc bench``: plan the run, measure in interleaved rounds, write the outputs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Callable, Dict, List, Optional, TextIO
+
+from .decode import decode_run, decode_trial
+from .machine import describe
+from .options import CONTENDER_BY_NAME, CONTENDERS, DECODE, PLANS, SCENARIOS, message_count
+from .payloads import SIZES, size_label
+from .report import Report, Result, print_tables
+from .runner import Workers
+from .timing import interleaved_rounds
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+
+def _selected_contenders(args: argparse.Namespace, report: Report, workers: Workers, out: TextIO) -> List[str]:
+    names = list(args.contender or [c.name for c in CONTENDERS])
+    if args.pure:
+        names = [n for n in names if not n.startswith("lute_ipc-cython")]
+    available = []
+    for name in names:
+        reason = _unavailable(name, workers)
+        if reason:
+            report.skipped.append({"contender": name, "reason": reason})
+            out.write(f"skipped {name}: {reason}\n")
+        else:
+            available.append(name)
+    return available
+
+
+def _unavailable(name: str, workers: Workers) -> Optional[str]:
+    if name == "msgpack":
+        try:
+            import msgpack  # noqa: F401
+        except ImportError:
+            return "msgpack is not installed (pip install 'lute-ipc[bench]')"
+    if name == "pyzmq":
+        try:
+            import zmq  # noqa: F401
+        except ImportError:
+            return "pyzmq is not installed"
+    if name.startswith("lute_ipc-cython"):
+        try:
+            from .. import _framing_c  # noqa: F401
+        except ImportError as exc:
+            return f"the Cython extension is not built ({exc})"
+        if workers.implementation(False) != "cython":
+            return "the worker process did not load the Cython core"
+    return None
+
+
+def _frame_bytes(size: int) -> int:
+    from ..framing import encode_frame
+    from .payloads import message
+
+    return len(encode_frame(message(size)))
+
+
+def measure(report: Report, scenarios: List[str], contenders: List[str], sizes: List[int], mode: str,
+            rounds: int, workers: Workers, progress: TextIO) -> None:
+    """Fill ``report.results`` (and ``report.failures``): every scenario x size, contenders interleaved."""
+    plan = PLANS[mode]
+    for scenario in scenarios:
+        for size in sizes:
+            names = [n for n in contenders if scenario in CONTENDER_BY_NAME[n].scenarios]
+            if not names:
+                continue
+            counts = {n: message_count(plan, scenario, n, size, _frame_bytes(size)) for n in names}
+            trials: Dict[str, Callable[[], float]] = {}
+            for name in names:
+                if scenario in DECODE:
+                    run = decode_run(name, "buffer" if scenario == "decode-buffer" else "8k", size, counts[name])
+                    trials[name] = (lambda run=run, count=counts[name]: decode_trial(run, count))
+                else:
+                    trials[name] = workers.trial_callable(scenario, name, size, counts[name])
+            started = time.monotonic()
+            times: Dict[str, List[float]] = {}
+            failed: Dict[str, str] = {}
+            guarded = {name: _guard(name, trial, failed) for name, trial in trials.items()}
+            for name, seconds in interleaved_rounds(guarded, rounds).items():
+                if name not in failed:
+                    times[name] = seconds
+            for name, message in failed.items():
+                report.failures.append({"scenario": scenario, "contender": name, "size": size, "error": message})
+                progress.write(f"  FAILED {scenario} {size_label(size)} {name}: {message}\n")
+            for name, seconds in times.items():
+                report.results.append(Result(scenario, name, size, counts[name], seconds))
+            progress.write(f"  {scenario:<17} {size_label(size):>6}: {len(times)} contenders, "
+                           f"{time.monotonic() - started:5.1f} s\n")
+            progress.flush()
+
+
+def _guard(name: str, trial: Callable[[], float], failed: Dict[str, str]) -> Callable[[], float]:
+    def run() -> float:
+        if name in failed:
+            return float("nan")
+        try:
+            return trial()
+        except Exception as exc:  # one failed contender does not stop the others; the exit code says it
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            return float("nan")
+    return run
+
+
+def run(args: argparse.Namespace, out: TextIO = sys.stdout, progress: TextIO = sys.stderr) -> int:
+    """Run the benchmark the arguments describe; returns the exit code."""
+    import logging
+
+    logging.getLogger("lute_ipc").setLevel(logging.ERROR)  # no security warnings from the LUTE-style clients
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    rounds = args.rounds if args.rounds else PLANS[mode].rounds
+    if rounds < 1 or rounds > 100:
+        progress.write(f"{getattr(args, 'prog', 'lute-ipc')} bench: error: --rounds must be 1..100\n")
+        return 2
+    scenarios = list(args.scenario or SCENARIOS)
+    sizes = sorted(set(args.size or SIZES))
+    report = Report(describe(mode, rounds))
+    started = time.monotonic()
+    workers = Workers()
+    try:
+        contenders = _selected_contenders(args, report, workers, out)
+        report.meta["implementations"] = {"default worker": workers.implementation(False)}
+        out.write(f"lute_ipc bench ({mode}): commit {report.meta['commit']}, {report.meta['cpu']}, "
+                  f"{report.meta['cpus']} CPUs, python {report.meta['versions']['python']}, {rounds} round(s)\n")
+        out.flush()
+        measure(report, scenarios, contenders, sizes, mode, rounds, workers, progress)
+    finally:
+        workers.close()
+    report.meta["duration_s"] = round(time.monotonic() - started, 1)
+    report.meta["load_average_end"] = list(os.getloadavg())
+    report.compute_ratios()
+    print_tables(report, out)
+    status = EXIT_OK
+    if args.json:
+        report.write_json(args.json)
+        out.write(f"\nJSON: {args.json}\n")
+    if args.plot:
+        from .plot import write_plot
+
+        why = write_plot(report, args.plot)
+        out.write(f"plot skipped: {why}\n" if why else f"plot: {args.plot}\n")
+    if args.markdown:
+        from .markdown import write_markdown
+
+        write_markdown(report, args.markdown, plot_path=args.plot)
+        out.write(f"report page: {args.markdown}\n")
+    out.write(f"done in {report.meta['duration_s']:.0f} s\n")
+    if report.failures:
+        out.write(f"{len(report.failures)} measurement(s) FAILED (see above)\n")
+        status = EXIT_FAILURE
+    return status

@@ -1,0 +1,127 @@
+"""The ``bench`` command's arguments, its scenarios and contenders, and how much each run moves.
+
+Light on purpose: the CLI imports this module for every ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Dict, Tuple
+
+SCENARIOS: Dict[str, str] = {
+    "decode-buffer": "(a) decode only, the whole stream in one buffer (in memory)",
+    "decode-8k": "(a) decode only, the stream in 8 KiB chunks (in memory)",
+    "stream-unix": "(b) Task process -> Executor, one persistent connection, Unix socket",
+    "stream-tcp": "(b) Task process -> Executor, one persistent connection, TCP loopback",
+    "per-message-unix": "(c) Task process -> Executor, a new connection per message, Unix socket",
+    "per-message-tcp": "(c) Task process -> Executor, a new connection per message, TCP loopback",
+    "pipe-mixed": "(d) Task stdout pipe, each pickle followed by a print()ed line",
+}
+"""Scenario id -> description, in report order."""
+
+DECODE = ("decode-buffer", "decode-8k")
+SOCKETS = ("stream-unix", "stream-tcp", "per-message-unix", "per-message-tcp")
+PIPES = ("pipe-mixed",)
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One contender: ``kind`` is ``lute_ipc``, ``alternative`` or ``reference`` (a ceiling/floor, not ranked)."""
+
+    name: str
+    label: str
+    kind: str
+    scenarios: Tuple[str, ...]
+    help: str
+
+
+CONTENDERS: Tuple[Contender, ...] = (
+    Contender("lute_ipc-cython", "lute_ipc Cython", "lute_ipc", DECODE + SOCKETS + PIPES,
+              "lute_ipc with the compiled core; sockets: raw SocketCommunicator, Executor reads with read_many"),
+    Contender("lute_ipc-cython-read", "lute_ipc Cython, read()", "lute_ipc", SOCKETS,
+              "the same, Executor reads one message per read() (LUTE's API)"),
+    Contender("lute_ipc-pure", "lute_ipc pure", "lute_ipc", DECODE + SOCKETS + PIPES,
+              "lute_ipc with LUTE_IPC_PURE_PYTHON=1 (Executor and Task)"),
+    Contender("lute", "LUTE algorithm", "alternative", DECODE + SOCKETS,
+              "LUTE's framing and reader thread re-expressed from DESIGN.md (quadratic: fewer messages)"),
+    Contender("mp-connection", "multiprocessing.connection", "alternative", SOCKETS,
+              "Listener/Client send()/recv() of the same Message objects"),
+    Contender("pyzmq", "pyzmq PUSH/PULL", "alternative", SOCKETS,
+              "bare send_pyobj()/recv_pyobj() of the same Message objects"),
+    Contender("msgpack", "msgpack Unpacker", "alternative", DECODE,
+              "msgpack framing of [contents, signal]; yields tuples, builds no Message"),
+    Contender("pickle-loads", "pickle.loads floor", "reference", DECODE,
+              "bare pickle.loads over payloads already cut: what any pickle decoder pays"),
+    Contender("raw-bytes", "raw byte loop", "reference", SOCKETS + PIPES,
+              "recv_into/os.read loop of the same bytes lute_ipc sends: the bytes/s ceiling"),
+)
+CONTENDER_BY_NAME = {c.name: c for c in CONTENDERS}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much one trial moves in a mode: about ``target_bytes`` of payload, within [min, max] messages."""
+
+    rounds: int
+    decode_bytes: int
+    decode_limits: Tuple[int, int]
+    stream_bytes: int
+    stream_limits: Tuple[int, int]
+    per_message_bytes: int
+    per_message_limits: Tuple[int, int]
+    lute_quadratic_bytes: float
+    """LUTE's reader and one-buffer decoder copy ~ n * stream bytes: n is capped so that stays below this."""
+
+
+PLANS: Dict[str, Plan] = {
+    "full": Plan(5, 16 << 20, (32, 50_000), 32 << 20, (48, 40_000), 8 << 20, (24, 1_000), 3e9),
+    "quick": Plan(1, 2 << 20, (4, 10_000), 4 << 20, (6, 5_000), 1 << 20, (4, 150), 3e8),
+    "smoke": Plan(1, 256 << 10, (2, 500), 256 << 10, (2, 300), 64 << 10, (2, 20), 2e7),
+}
+
+
+def message_count(plan: Plan, scenario: str, contender: str, size: int, frame_bytes: int) -> int:
+    """Messages one trial of ``contender`` moves in ``scenario`` at ``size`` bytes."""
+    if scenario in DECODE:
+        target, (low, high) = plan.decode_bytes, plan.decode_limits
+    elif scenario.startswith("per-message"):
+        target, (low, high) = plan.per_message_bytes, plan.per_message_limits
+    else:
+        target, (low, high) = plan.stream_bytes, plan.stream_limits
+    count = max(low, min(high, target // size))
+    quadratic = contender == "lute" and (scenario == "decode-buffer" or scenario.startswith("stream"))
+    if quadratic:
+        cap = int((plan.lute_quadratic_bytes / frame_bytes) ** 0.5)
+        if scenario.startswith("stream"):  # the reader's `received += chunk` copies ~ bytes**2 / 8 KiB
+            cap = min(cap, int((plan.lute_quadratic_bytes * 8192) ** 0.5 / frame_bytes))
+        count = max(low, min(count, cap))
+    return count
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Declare the ``bench`` arguments (imports nothing heavy)."""
+    parser.description = (
+        "Compare lute_ipc with the alternatives, in one process tree: decoding in memory (a), a Task process "
+        "streaming to an Executor over Unix and TCP loopback sockets (b), a connection per message (c), and a "
+        "stdout pipe with mixed text (d), for payloads of 64 B, 1 KiB, 64 KiB and 1 MiB. Contenders run in "
+        "interleaved rounds; the table shows medians (messages/s, MB/s of payload) and each one's ratio to the "
+        "best alternative. Scenarios: " + "; ".join(f"{k}: {v}" for k, v in SCENARIOS.items()) + ". Contenders: "
+        + "; ".join(f"{c.name}: {c.help}" for c in CONTENDERS) + ".")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="fewer messages, one round: finishes in under a minute")
+    mode.add_argument("--smoke", action="store_true", help="tiny runs, one round (for tests: seconds, not numbers)")
+    parser.add_argument("--rounds", type=int, default=None, metavar="N",
+                        help="interleaved rounds per measurement (default: 5, or 1 with --quick/--smoke)")
+    parser.add_argument("--json", metavar="FILE", help="write every measurement, the machine and the plan as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", help="write throughput vs payload size (log axes) as a PNG "
+                        "(needs matplotlib; skipped with a message when it is missing)")
+    parser.add_argument("--markdown", metavar="FILE.md", help="write the report page (method, machine, tables, the "
+                        "plot, findings), e.g. docs/benchmarks.md; a <!-- notes --> section already in FILE is kept")
+    parser.add_argument("--scenario", action="append", choices=list(SCENARIOS), metavar="NAME",
+                        help="run only this scenario (repeatable): " + ", ".join(SCENARIOS))
+    parser.add_argument("--contender", action="append", choices=[c.name for c in CONTENDERS], metavar="NAME",
+                        help="run only this contender (repeatable): " + ", ".join(c.name for c in CONTENDERS))
+    parser.add_argument("--pure", action="store_true", help="lute_ipc contenders: the pure-Python core only")
+    parser.add_argument("--size", action="append", type=int, choices=[64, 1024, 65536, 1048576], metavar="BYTES",
+                        help="payload size (repeatable): 64, 1024, 65536, 1048576 (default: all)")

@@ -1,0 +1,96 @@
+"""Scenario (d): a Task subprocess writes pickles mixed with printed text on its stdout.
+
+The Executor side is ``PipeCommunicator(Party.EXECUTOR).read(proc)`` (there is no batch
+read on pipes) for lute_ipc, and an ``os.read`` loop over the same bytes for the
+``raw-bytes`` reference. The Task is a new interpreter (``python -m
+lute_ipc.bench.pipe_task``), since its stdout must be a pipe of its own; its start-up is
+not timed. LUTE's pipe reader is not a contender: DESIGN.md does not describe its
+algorithm beyond "mixed print() and pickles lose bytes", so it could not deliver them all.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from typing import Dict
+
+from ..errors import TransportError
+from . import payloads
+from .control import Control, pipe_pair
+from .pipe_task import CONTROL_ENV
+from .transports import TRIAL_TIMEOUT, _Deadline
+
+CONTENDERS = ("lute_ipc-cython", "lute_ipc-pure", "raw-bytes")
+
+
+def pipe_trial(contender: str, size: int, count: int, timeout: float = TRIAL_TIMEOUT) -> Dict[str, float]:
+    """One timed run of the pipe scenario: ``{"seconds": ...}`` from first write to last message read."""
+    if contender not in CONTENDERS:
+        raise TransportError(f"no pipe scenario for contender {contender!r}")
+    deadline = _Deadline(timeout)
+    parent_read, child_write, child_read, parent_write = pipe_pair()
+    env = dict(os.environ)
+    env[CONTROL_ENV] = f"{child_read},{child_write}"
+    proc = subprocess.Popen([sys.executable, "-m", "lute_ipc.bench.pipe_task", contender, str(size), str(count)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            pass_fds=(child_read, child_write))
+    os.close(child_read)
+    os.close(child_write)
+    control = Control(parent_read, parent_write)
+    try:
+        control.send({})
+        if control.receive(deadline.left()) != "ready":
+            raise TransportError("the pipe Task did not get ready")
+        control.send("go")
+        if contender == "raw-bytes":
+            end = _read_raw(proc, len(payloads.pipe_stream(size, 1)) * count, deadline)
+        else:
+            end = _read_messages(proc, size, count, deadline)
+        first = control.receive(deadline.left())["first_write"]
+        proc.wait(deadline.left())
+        if proc.returncode != 0:
+            raise TransportError(f"the pipe Task exited with {proc.returncode}: "
+                                 f"{proc.stderr.read().decode(errors='replace')[-500:]}")  # type: ignore[union-attr]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+        control.close()
+    return {"seconds": end - first}
+
+
+def _read_raw(proc: subprocess.Popen, expected: int, deadline: _Deadline) -> float:
+    import select
+
+    fd = proc.stdout.fileno()  # type: ignore[union-attr]
+    got = 0
+    while got < expected:
+        if not select.select([fd], [], [], min(0.5, deadline.left()))[0]:
+            continue
+        data = os.read(fd, 1 << 20)
+        if not data:
+            raise TransportError(f"the pipe Task closed stdout after {got} of {expected} bytes")
+        got += len(data)
+    return time.perf_counter()
+
+
+def _read_messages(proc: subprocess.Popen, size: int, count: int, deadline: _Deadline) -> float:
+    from ..pipe import PipeCommunicator
+    from ..message import Party
+
+    comm = PipeCommunicator(Party.EXECUTOR)
+    got = 0
+    read = comm.read
+    while got < count:
+        msg = read(proc, wait=min(0.5, deadline.left()))
+        if isinstance(msg.contents, bytes):
+            if len(msg.contents) != size:
+                raise TransportError(f"received {len(msg.contents)} bytes, expected {size}")
+            got += 1
+    end = time.perf_counter()
+    comm.close()
+    return end

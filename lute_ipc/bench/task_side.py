@@ -1,0 +1,178 @@
+"""What the Task process does in the socket scenarios, for each contender.
+
+Every body follows one script on the control channel: receive the set-up (environment
+and address), prepare (connect, for a persistent connection; build the frames), answer
+``ready``, wait for ``go``, note the time, write ``count`` messages, close, and send
+the time of the first write. ``stream``: one persistent connection; ``per-message``: a
+new connection (a new communicator, for lute_ipc) for every message, as a LUTE Task does.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any, Callable, Dict
+
+from ..message import Party
+from . import payloads
+from .control import Control
+from .lute_algorithm import lute_encode
+
+SETUP_TIMEOUT = 60.0
+
+
+def task_body(contender: str, mode: str, size: int, count: int) -> Callable[[Control], None]:
+    """The function a forked Task runs for ``contender`` in ``mode`` (``stream`` or ``per-message``)."""
+
+    def body(control: Control) -> None:
+        setup = control.receive(SETUP_TIMEOUT)
+        for name in [n for n in os.environ if n.startswith("LUTE_") and n != "LUTE_IPC_PURE_PYTHON"]:
+            del os.environ[name]
+        os.environ.update(setup["env"])
+        runner = _RUNNERS[contender]
+        first = runner(control, mode, size, count, setup["address"])
+        control.send({"first_write": first})
+
+    return body
+
+
+def _go(control: Control) -> float:
+    control.send("ready")
+    if control.receive(SETUP_TIMEOUT) != "go":
+        raise RuntimeError("expected 'go' on the control channel")
+    return time.perf_counter()
+
+
+def _lute_ipc(control: Control, mode: str, size: int, count: int, address: Any) -> float:
+    from ..sockets import SocketCommunicator
+
+    msg = payloads.message(size)
+    if mode == "stream":
+        comm = SocketCommunicator(Party.TASK, use_zmq=False)
+        comm.delayed_setup()
+        first = _go(control)
+        write = comm.write
+        for _ in range(count):
+            write(msg)
+        comm.clear_communicator()
+        return first
+    first = _go(control)
+    for _ in range(count):
+        comm = SocketCommunicator(Party.TASK, use_zmq=False)
+        comm.delayed_setup()
+        comm.write(msg)
+        comm.clear_communicator()
+    return first
+
+
+def connect(address: Any) -> socket.socket:
+    """A stream socket connected to ``address``: a Unix path (str) or ``[host, port]``."""
+    if isinstance(address, str):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(address)
+        return sock
+    sock = socket.create_connection((address[0], address[1]))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _lute(control: Control, mode: str, size: int, count: int, address: Any) -> float:
+    frame = lute_encode(payloads.message(size))
+    if mode == "stream":
+        sock = connect(address)
+        first = _go(control)
+        for _ in range(count):
+            sock.sendall(frame)
+        sock.close()
+        return first
+    first = _go(control)
+    for _ in range(count):  # LUTE's Task: connect, send one frame, close
+        sock = connect(address)
+        sock.sendall(frame)
+        sock.close()
+    return first
+
+
+def _raw(control: Control, mode: str, size: int, count: int, address: Any) -> float:
+    from ..framing import encode_frame
+
+    frame = encode_frame(payloads.message(size))
+    if mode == "stream":
+        stream = frame * count
+        sock = connect(address)
+        first = _go(control)
+        sock.sendall(stream)
+        sock.close()
+        return first
+    first = _go(control)
+    for _ in range(count):
+        sock = connect(address)
+        sock.sendall(frame)
+        sock.close()
+    return first
+
+
+def _mp_address(address: Any) -> Any:
+    return address if isinstance(address, str) else (address[0], address[1])
+
+
+def _mp_connection(control: Control, mode: str, size: int, count: int, address: Any) -> float:
+    from multiprocessing.connection import Client
+
+    msg = payloads.message(size)
+    target = _mp_address(address)
+    if mode == "stream":
+        conn = Client(target)
+        first = _go(control)
+        send = conn.send
+        for _ in range(count):
+            send(msg)
+        conn.close()
+        return first
+    first = _go(control)
+    for _ in range(count):
+        conn = Client(target)
+        conn.send(msg)
+        conn.close()
+    return first
+
+
+def _pyzmq(control: Control, mode: str, size: int, count: int, address: Any) -> float:
+    import zmq
+
+    msg = payloads.message(size)
+    context = zmq.Context()
+    try:
+        if mode == "stream":
+            push = context.socket(zmq.PUSH)
+            push.set_hwm(160000)
+            push.connect(address)
+            first = _go(control)
+            send = push.send_pyobj
+            for _ in range(count):
+                send(msg)
+            push.close(linger=-1)
+            return first
+        first = _go(control)
+        for _ in range(count):  # a socket per message, as LUTE's ZeroMQ Task does per communicator
+            push = context.socket(zmq.PUSH)
+            push.connect(address)
+            push.send_pyobj(msg)
+            push.close(linger=-1)
+        return first
+    finally:
+        context.term()
+
+
+_RUNNERS: Dict[str, Callable[[Control, str, int, int, Any], float]] = {
+    "lute_ipc-cython": _lute_ipc,
+    "lute_ipc-cython-read": _lute_ipc,
+    "lute_ipc-pure": _lute_ipc,
+    "lute": _lute,
+    "mp-connection": _mp_connection,
+    "pyzmq": _pyzmq,
+    "raw-bytes": _raw,
+}
+
+
