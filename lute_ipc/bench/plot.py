@@ -16,7 +16,7 @@ _STYLE = {
     "mp-connection": ("tab:green", "-", "^", 1.6),
     "pyzmq": ("tab:blue", "-", "D", 1.6),
     "msgpack": ("tab:purple", "-", "P", 1.6),
-    "pickle-loads": ("black", "--", "", 1.2),
+    "pickle-loads": ("dimgray", ":", "", 1.6),
     "raw-bytes": ("black", "--", "", 1.2),
 }
 

@@ -137,5 +137,5 @@ def ceiling_row(report: Report, scenario: str) -> List[str]:
     cells = []
     for size in sizes:
         fraction = by_size[size].fraction_of_raw if size in by_size else None
-        cells.append("-" if fraction is None else f"{fraction:.2f} of the raw byte loop")
+        cells.append("-" if fraction is None else f"{fraction:.2f}x raw")
     return ["(lute_ipc Cython / raw)"] + cells
