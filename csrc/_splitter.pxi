@@ -839,12 +839,12 @@ cdef class SignalTokenizer:
     cdef tuple _names             # ASCII bytes, kept alive for the pointers below
     cdef list _texts
     cdef Py_ssize_t _longest
-    cdef bint _first[256]
     cdef const char* _name_ptr[64]
     cdef Py_ssize_t _name_len[64]
     cdef Py_ssize_t _count
     cdef object _decoder
     cdef bytes _held
+    cdef bint _boundary           # the next byte starts a token
 
     def __init__(self, *, signals=_sp_spec.LUTE_SIGNALS):
         cdef bytes name
@@ -859,12 +859,9 @@ cdef class SignalTokenizer:
             self._name_len[i] = len(name)
         self._texts = [name.decode("ascii") for name in self._names]
         self._longest = len(self._names[0])
-        for i in range(256):
-            self._first[i] = False
-        for name in self._names:
-            self._first[<unsigned char>name[0]] = True
         self._decoder = _sp_stderr_decoder()
         self._held = b""
+        self._boundary = True
         self.bytes_fed = 0
         self.signals = 0
 
@@ -881,6 +878,14 @@ cdef class SignalTokenizer:
                 return j
         return -1
 
+    cdef inline bint _is_prefix(self, const unsigned char* p, Py_ssize_t avail) noexcept:
+        """Whether p[0:avail] is a proper prefix of a name."""
+        cdef Py_ssize_t j
+        for j in range(self._count):
+            if self._name_len[j] > avail and memcmp(p, self._name_ptr[j], avail) == 0:
+                return True
+        return False
+
     cdef int _text(self, const unsigned char* p, Py_ssize_t n, bint final, list out) except -1:
         cdef str text = self._decoder.decode(PyBytes_FromStringAndSize(<const char*>p, n), final)
         if text:
@@ -892,7 +897,9 @@ cdef class SignalTokenizer:
         cdef Py_buffer view
         cdef bytes joined
         cdef const unsigned char* buf
-        cdef Py_ssize_t end, i, pos = 0, j, hold
+        cdef Py_ssize_t end, pos = 0, text_from = 0, j, hold = 0
+        cdef bint boundary
+        cdef unsigned char c
         cdef list out = []
         _sp_get_buffer(data, &view)
         try:
@@ -900,23 +907,33 @@ cdef class SignalTokenizer:
             joined = self._held + PyBytes_FromStringAndSize(<const char*>view.buf, view.len)
         finally:
             PyBuffer_Release(&view)
+        boundary = True if self._held else self._boundary
         buf = <const unsigned char*>PyBytes_AS_STRING(joined)
         end = len(joined)
-        i = 0
-        while i < end:
-            if self._first[buf[i]]:
-                j = self._match(buf + i, end - i)
+        while pos < end:
+            if boundary:
+                j = self._match(buf + pos, end - pos)
                 if j >= 0:
-                    self._text(buf + pos, i - pos, True, out)
+                    self._text(buf + text_from, pos - text_from, True, out)
                     PyList_Append(out, _SpSignal(self._texts[j]))
                     self.signals += 1
-                    i += self._name_len[j]
-                    pos = i
+                    pos += self._name_len[j]
+                    text_from = pos
                     continue
-            i += 1
-        hold = self._hold(buf, pos, end)
-        self._text(buf + pos, end - hold - pos, False, out)
+                if end - pos < self._longest and self._is_prefix(buf + pos, end - pos):
+                    hold = end - pos
+                    break
+            # Skip to just after the next line break.
+            boundary = False
+            while pos < end:
+                c = buf[pos]
+                pos += 1
+                if c == 10 or c == 13:
+                    boundary = True
+                    break
+        self._text(buf + text_from, end - hold - text_from, False, out)
         self._held = PyBytes_FromStringAndSize(<const char*>buf + end - hold, hold) if hold else b""
+        self._boundary = boundary
         return out
 
     def flush(self):
@@ -925,16 +942,5 @@ cdef class SignalTokenizer:
         cdef bytes held = self._held
         self._held = b""
         self._text(<const unsigned char*>PyBytes_AS_STRING(held), len(held), True, out)
+        self._boundary = True
         return out
-
-    cdef Py_ssize_t _hold(self, const unsigned char* buf, Py_ssize_t pos, Py_ssize_t end) noexcept:
-        cdef Py_ssize_t size, j
-        size = self._longest - 1
-        if size > end - pos:
-            size = end - pos
-        while size > 0:
-            for j in range(self._count):
-                if self._name_len[j] > size and memcmp(buf + end - size, self._name_ptr[j], size) == 0:
-                    return size
-            size -= 1
-        return 0

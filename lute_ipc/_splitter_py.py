@@ -707,6 +707,9 @@ def _signal_prefixes(names: Iterable[bytes]) -> FrozenSet[bytes]:
     return frozenset(name[:k] for name in names for k in range(1, len(name)))
 
 
+_LINE_BREAK_RE = re.compile(rb"[\r\n]")
+
+
 def _stderr_decoder() -> codecs.IncrementalDecoder:
     return codecs.getincrementaldecoder("utf-8")("backslashreplace")
 
@@ -714,13 +717,16 @@ def _stderr_decoder() -> codecs.IncrementalDecoder:
 class SignalTokenizer:
     """Incremental tokenizer of a Task's stderr: signal names and other text.
 
-    A signal name is recognised wherever it appears in the stream, so names written back
-    to back (``TASK_STARTEDTASK_LOGTASK_DONE``) or split across reads are all found, in
-    order. Everything else is delivered as :class:`~lute_ipc.stream_items.Text`, decoded as
-    UTF-8 with invalid bytes backslash-escaped (a character split across reads is
-    reassembled; one interrupted by a signal is escaped). Text is emitted before each
-    signal and at the end of every feed; at most the start of a possible signal name and
-    an incomplete UTF-8 sequence are held between feeds.
+    A signal name is recognised where a token may start: at the start of the stream, right
+    after another signal, or right after a line break (``\\n`` or ``\\r``). So names written
+    back to back (``TASK_STARTEDTASK_LOGTASK_DONE``), after a log line, or split across
+    reads are all found, in order, while a log line that merely *mentions* a signal
+    (``"... got TASK_DONE"``) stays text. Everything else is delivered as
+    :class:`~lute_ipc.stream_items.Text`, decoded as UTF-8 with invalid bytes
+    backslash-escaped (a character split across reads is reassembled; one interrupted by a
+    signal is escaped). Text is emitted before each signal and at the end of every feed; at
+    most the start of a possible signal name and an incomplete UTF-8 sequence are held
+    between feeds.
 
     Args:
         signals: the names to recognise (default :data:`lute_ipc.message.LUTE_SIGNALS`);
@@ -735,9 +741,10 @@ class SignalTokenizer:
         self._names = _check_signal_names(signals)
         self._prefixes = _signal_prefixes(self._names)
         self._longest = len(self._names[0])
-        self._re = re.compile(b"|".join(re.escape(name) for name in self._names))
+        self._name_re = re.compile(b"|".join(re.escape(name) for name in self._names))
         self._decoder = _stderr_decoder()
         self._held = b""
+        self._boundary = True  # the next byte starts a token
         self.bytes_fed = 0
         self.signals = 0
 
@@ -751,16 +758,33 @@ class SignalTokenizer:
         chunk = _as_bytes(data)
         self.bytes_fed += len(chunk)
         buf = self._held + chunk if self._held else bytes(chunk)
+        boundary = True if self._held else self._boundary
         out: List[Item] = []
-        pos = 0
-        for found in self._re.finditer(buf):
-            self._text(buf[pos:found.start()], True, out)
-            out.append(Signal(found.group().decode("ascii")))
-            self.signals += 1
-            pos = found.end()
-        hold = self._hold(buf, pos)
-        self._text(buf[pos:len(buf) - hold], False, out)
-        self._held = buf[len(buf) - hold:] if hold else b""
+        end = len(buf)
+        text_from = pos = 0
+        hold = 0
+        while pos < end:
+            if boundary:
+                found = self._name_re.match(buf, pos)
+                if found is not None:
+                    self._text(buf[text_from:pos], True, out)
+                    out.append(Signal(found.group().decode("ascii")))
+                    self.signals += 1
+                    text_from = pos = found.end()
+                    continue
+                if end - pos < self._longest and buf[pos:] in self._prefixes:
+                    hold = end - pos
+                    break
+            line_break = _LINE_BREAK_RE.search(buf, pos)
+            if line_break is None:
+                pos = end
+                boundary = False
+                break
+            pos = line_break.end()
+            boundary = True
+        self._text(buf[text_from:end - hold], False, out)
+        self._held = buf[end - hold:] if hold else b""
+        self._boundary = boundary
         return out
 
     def flush(self) -> List[Item]:
@@ -768,13 +792,8 @@ class SignalTokenizer:
         out: List[Item] = []
         held, self._held = self._held, b""
         self._text(held, True, out)
+        self._boundary = True
         return out
-
-    def _hold(self, buf: bytes, pos: int) -> int:
-        for size in range(min(self._longest - 1, len(buf) - pos), 0, -1):
-            if buf[len(buf) - size:] in self._prefixes:
-                return size
-        return 0
 
     def _text(self, raw: bytes, final: bool, out: List[Item]) -> None:
         text = self._decoder.decode(raw, final)

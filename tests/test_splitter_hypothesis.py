@@ -141,8 +141,11 @@ def test_cython_equals_reference_raw_loads(both_impls: Dict[str, ModuleType], da
 
 # --------------------------------------------------------------------------- stderr
 names = st.sampled_from(sorted(LUTE_SIGNALS))
-# Text without upper-case letters cannot spell (part of) a signal name.
-stderr_text = st.text(alphabet=st.characters(blacklist_categories=("Lu", "Cs")), max_size=20)
+# Text without upper-case letters cannot spell (part of) a signal name; a signal is only
+# recognised at the start of a line (or right after another signal): stderr lines end with
+# a line break.
+stderr_text = st.builds(lambda text, brk: text + brk, st.text(alphabet=st.characters(blacklist_categories=("Lu", "Cs")),
+                                                              max_size=20), st.sampled_from(["\n", "\r", "\r\n"]))
 stderr_parts = st.lists(st.one_of(st.tuples(st.just("sig"), names), st.tuples(st.just("text"), stderr_text)),
                         max_size=12)
 
@@ -162,6 +165,15 @@ def test_signals_back_to_back_in_any_chunking(impl: ModuleType, parts: list, siz
     expected: List[Item] = [Signal(v) if k == "sig" else Text(v) for k, v in parts if v]
     assert coalesce(tokenize(impl, chunked(stream, sizes))) == coalesce(expected)
     assert coalesce(tokenize(impl, [stream[i:i + 1] for i in range(len(stream))])) == coalesce(expected)
+
+
+@SETTINGS
+@given(parts=stderr_parts, sizes=cuts)
+def test_signal_names_inside_a_line_stay_text(impl: ModuleType, parts: list, sizes: list) -> None:
+    stream = b"".join(("mentions " + value if kind == "sig" else value).encode() for kind, value in parts)
+    items = coalesce(tokenize(impl, chunked(stream, sizes)))
+    assert all(isinstance(i, Text) for i in items)
+    assert "".join(i.text for i in items) == stream.decode()
 
 
 @SETTINGS
