@@ -24,10 +24,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     directory = tmp_path_factory.mktemp("bench")
-    json_path, png_path = directory / "bench.json", directory / "bench.png"
+    json_path, png_path, page = directory / "bench.json", directory / "bench.png", directory / "bench.md"
     proc = subprocess.run([sys.executable, "-m", "lute_ipc", "bench", "--smoke", "--json", str(json_path),
-                           "--plot", str(png_path)], capture_output=True, text=True, timeout=120, cwd=directory)
-    return {"proc": proc, "json": json_path, "png": png_path}
+                           "--plot", str(png_path), "--markdown", str(page)],
+                          capture_output=True, text=True, timeout=120, cwd=directory)
+    return {"proc": proc, "json": json_path, "png": png_path, "page": page}
 
 
 def test_exit_code_and_table(smoke_run: Dict[str, Any]) -> None:
@@ -62,6 +63,14 @@ def test_plot_is_a_png(smoke_run: Dict[str, Any]) -> None:
     if "plot skipped" in smoke_run["proc"].stdout:
         pytest.skip("matplotlib is not installed")
     assert png.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_report_page(smoke_run: Dict[str, Any]) -> None:
+    text = smoke_run["page"].read_text()
+    for heading in ("## Method", "## Machine", "## Results", "## Findings (generated)", "<!-- notes -->"):
+        assert heading in text
+    assert "![throughput vs payload size](bench.png)" in text
+    assert text.count("| contender |") == len(SCENARIOS)
 
 
 def test_help_documents_the_options() -> None:

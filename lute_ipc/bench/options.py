@@ -76,7 +76,7 @@ class Plan:
 
 PLANS: Dict[str, Plan] = {
     "full": Plan(5, 16 << 20, (32, 50_000), 32 << 20, (48, 40_000), 8 << 20, (24, 1_000), 3e9),
-    "quick": Plan(1, 2 << 20, (4, 10_000), 4 << 20, (6, 5_000), 1 << 20, (4, 150), 3e8),
+    "quick": Plan(3, 4 << 20, (8, 10_000), 8 << 20, (8, 8_000), 1 << 20, (6, 200), 3e8),
     "smoke": Plan(1, 256 << 10, (2, 500), 256 << 10, (2, 300), 64 << 10, (2, 20), 2e7),
 }
 
@@ -109,10 +109,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "best alternative. Scenarios: " + "; ".join(f"{k}: {v}" for k, v in SCENARIOS.items()) + ". Contenders: "
         + "; ".join(f"{c.name}: {c.help}" for c in CONTENDERS) + ".")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="fewer messages, one round: finishes in under a minute")
+    mode.add_argument("--quick", action="store_true", help="fewer messages, three rounds: finishes in under a minute")
     mode.add_argument("--smoke", action="store_true", help="tiny runs, one round (for tests: seconds, not numbers)")
     parser.add_argument("--rounds", type=int, default=None, metavar="N",
-                        help="interleaved rounds per measurement (default: 5, or 1 with --quick/--smoke)")
+                        help="interleaved rounds per measurement (default: 5; --quick 3; --smoke 1)")
     parser.add_argument("--json", metavar="FILE", help="write every measurement, the machine and the plan as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="write throughput vs payload size (log axes) as a PNG "
                         "(needs matplotlib; skipped with a message when it is missing)")
