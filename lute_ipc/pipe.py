@@ -32,9 +32,11 @@ is already readable on stderr when stderr is read. Then, in stdout order:
 3. a pickle that could not be delivered (``loads`` failed, too large, cut short by the
    end of the stream) becomes ``Message(contents=<lute_ipc.stream_items.StreamError>, signal=S)``:
    the item carries the error and the raw bytes, and it takes its signal like an object;
-4. **stderr text** that is not a signal is added, as LUTE does, to the last text (or empty)
-   Message of the pass: ``f"{contents} ({text})"``, or ``f"({text})"`` when it has no
-   contents; when the pass has no such Message it becomes ``Message(contents=f"({text})")``;
+4. **stderr text** that is not a signal is added, as LUTE does, to the last Message of the
+   pass made from stdout text or without contents: ``f"{contents} ({text})"``, or
+   ``f"({text})"`` when it has no contents; an object the Task pickled (even a ``str``) is
+   never altered: when the pass has no such Message the text becomes its own
+   ``Message(contents=f"({text})")``, after the pass's other Messages;
 5. a signal whose object has not arrived is held (a ``read()`` waits up to 0.05 s more for
    it, in ``poll``, then returns and keeps it held) until ``signal_grace`` seconds (default
    0.5) have passed, and then delivered alone as ``Message(signal=S)`` by the next read —
@@ -268,13 +270,15 @@ class PipeCommunicator(Communicator):
                 child.signals.append((item.name, now))  # type: ignore[attr-defined]
             else:
                 stderr_text.append(str(item))
-        made = self._assemble(child, out_items)
+        made, from_text = self._assemble(child, out_items)
         if stderr_text:
-            _attach_stderr_text(made, "".join(stderr_text))
+            _attach_stderr_text(made, from_text, "".join(stderr_text))
         child.queue.extend(made)
 
-    def _assemble(self, child: _Child, items: List[Item]) -> List[Message]:
+    def _assemble(self, child: _Child, items: List[Item]) -> Tuple[List[Message], List[bool]]:
+        """Messages of one pass's stdout items, and for each whether it was made from text."""
         made: List[Message] = []
+        from_text: List[bool] = []
         text: List[str] = []
 
         def take_signal() -> Optional[str]:
@@ -285,6 +289,7 @@ class PipeCommunicator(Communicator):
                 joined = "".join(text)
                 text.clear()
                 made.append(Message(contents=joined, signal=None if self._use_pickle else take_signal()))
+                from_text.append(True)
 
         for item in items:
             kind = type(item)
@@ -296,12 +301,14 @@ class PipeCommunicator(Communicator):
             elif kind is Pickled:
                 end_text()
                 made.append(Message(contents=item.value, signal=take_signal()))  # type: ignore[attr-defined]
+                from_text.append(False)
             else:
                 end_text()
                 logger.warning("Task stdout: %s", item)
                 made.append(Message(contents=item, signal=take_signal()))
+                from_text.append(False)
         end_text()
-        return made
+        return made, from_text
 
     def _grace_left(self, child: _Child, now: float) -> float:
         """Seconds the oldest held signal may still wait for its object (<= 0: none waits)."""
@@ -429,10 +436,14 @@ def _text_contents(msg: Message) -> str:
     return msg.contents
 
 
-def _attach_stderr_text(made: List[Message], text: str) -> None:
-    """LUTE's rule: non-signal stderr text goes into contents as ``"(text)"``."""
-    for msg in reversed(made):
-        if msg.contents is None or isinstance(msg.contents, str):
+def _attach_stderr_text(made: List[Message], from_text: List[bool], text: str) -> None:
+    """LUTE's rule: non-signal stderr text goes into contents as ``"(text)"``.
+
+    Only into a Message made from stdout text or without contents: an object the Task
+    pickled (even a ``str``) is never altered.
+    """
+    for msg, is_text in zip(reversed(made), reversed(from_text)):
+        if is_text or msg.contents is None:
             msg.contents = f"{msg.contents} ({text})" if msg.contents else f"({text})"
             return
     made.append(Message(contents=f"({text})"))

@@ -124,6 +124,14 @@ def signal_then_sleep() -> None:
     time.sleep(3)
 
 
+def print_and_warn() -> None:
+    # Both written before the Executor reads anything: one read sees both.
+    sys.stderr.write("warned\n")
+    sys.stderr.flush()
+    print("printed", end="", flush=True)
+    time.sleep(0.5)
+
+
 def echo() -> None:
     comm = PipeCommunicator(Party.TASK)
     deadline = time.monotonic() + 20
@@ -158,7 +166,7 @@ def silent(seconds: str) -> None:
     time.sleep(float(seconds))
 
 
-SCENARIOS = {f.__name__: f for f in (interleave, big, slow_big, paused, signal_then_sleep, many, non_utf8, text_signals, stderr_text, abrupt, echo,
+SCENARIOS = {f.__name__: f for f in (interleave, big, slow_big, paused, signal_then_sleep, print_and_warn, many, non_utf8, text_signals, stderr_text, abrupt, echo,
                                      read_wait, lute_pickle, lute_text, silent)}
 
 if __name__ == "__main__":
