@@ -132,20 +132,22 @@ def test_task_sigkilled_mid_frame(monkeypatch, group: Group, caplog, transport) 
 
 # --------------------------------------------------------------------------- reader restarted
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_executor_reader_restarted_while_tasks_write(monkeypatch, group: Group, transport) -> None:
+def test_executor_reader_restarted_while_tasks_write(monkeypatch, tmp_path, group: Group, transport) -> None:
     """The Executor is closed and a new one bound on the same address while 3 Tasks write
     (2,000 messages/s each). Tasks reconnect (or report a clear TransportError and retry),
     never hang; each sender's messages arrive in order across the two Executors, and every
     message written after the new Executor was up arrives. Messages in flight at the restart
     may be lost (one end died): their number is printed."""
     use_zmq, tcp = transport
-    monkeypatch.setenv("LUTE_IPC_KEY", os.urandom(32).hex())
+    monkeypatch.setenv("LUTE_IPC_KEY", os.urandom(32).hex())  # the user's fixed address and key
+    if tcp:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            monkeypatch.setenv("LUTE_PORT", str(probe.getsockname()[1]))
+    else:
+        monkeypatch.setenv("LUTE_SOCKET", str(tmp_path / "executor.sock"))
     ex1 = _executor(monkeypatch, use_zmq, tcp)
     address = ex1.address
-    if tcp:
-        monkeypatch.setenv("LUTE_PORT", address.rsplit(":", 1)[1])
-    else:
-        monkeypatch.setenv("LUTE_SOCKET", address)
     env = _task_env(use_zmq)
     senders = [f"r{i}" for i in range(3)]
     tasks = [group.task({"sender": s, "count": 10**6, "rate": 2000, "duration": 4.0, "on_error": "retry",
@@ -283,8 +285,17 @@ EXIT_BOUND = 20.0
 linger (5 s) + slack for a loaded machine."""
 
 
+ZMQ_SILENT_LOSS = pytest.mark.xfail(strict=True, reason=(
+    "BUG (ZeroMQ Task, Executor gone): write() keeps succeeding (the PUSH socket queues, the writer "
+    "batches many frames per ZeroMQ message so the high-water mark is never reached), close() drops the "
+    "queue after linger and the Task exits 0: every message written after the Executor died is lost "
+    "without any error. Expected: a TransportError within a bound (e.g. a socket monitor seeing the "
+    "disconnect, or close() reporting undelivered messages)."))
+
+
 @pytest.mark.parametrize("how", ["sigkill", "close"])
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", RAW + [pytest.param(p.values[0], id=p.id, marks=ZMQ_SILENT_LOSS)
+                                             for p in TRANSPORTS[2:]])
 def test_executor_exits_with_tasks_connected(group: Group, transport, how: str) -> None:
     """The Executor process dies (SIGKILL) or closes and exits while 3 Tasks are writing as
     fast as they can (up to 300,000 messages each, more than ZeroMQ's send high-water mark).
@@ -314,10 +325,9 @@ def test_executor_exits_with_tasks_connected(group: Group, transport, how: str) 
         outcomes.append((code, t.find("error") or t.find("done"), round(time.monotonic() - died, 1)))
     hung = [o for o in outcomes if o[0] is None]
     assert not hung, f"Tasks still running {EXIT_BOUND:g} s after the Executor died: {outcomes}"
-    for code, report, _ in outcomes:
-        if code == 3:
-            assert report["lute"] and report["type"] in ("TransportError", "TunnelError"), report
-            assert "Executor" in report["message"], report
-        else:
-            assert code == 0, outcomes
     print(f"\nExecutor {how}: Task outcomes {outcomes}")
+    for code, report, _ in outcomes:
+        # exit 0 would claim success for messages that nobody received: not a clear outcome
+        assert code == 3, outcomes
+        assert report["lute"] and report["type"] in ("TransportError", "TunnelError"), report
+        assert "Executor" in report["message"], report
