@@ -26,9 +26,13 @@ def contents(size: int) -> bytes:
     return (block * (size // 256 + 1))[:size]
 
 
-def message(size: int) -> Message:
-    """The message every contender sends: ``Message(contents=<size bytes>, signal="TASK_RESULT")``."""
-    return Message(contents=contents(size), signal="TASK_RESULT")
+def message(size: int, signal: str = "TASK_LOG") -> Message:
+    """The message every contender sends: ``Message(contents=<size bytes>, signal="TASK_LOG")``.
+
+    ``TASK_LOG``: the high-rate kind of a LUTE Task (lute_ipc's writer batches it; the
+    ``lute_ipc-cython-result`` contender sends ``TASK_RESULT``, which it flushes at once).
+    """
+    return Message(contents=contents(size), signal=signal)
 
 
 def frame_stream(size: int, count: int, encode_frame) -> bytes:  # type: ignore[no-untyped-def]

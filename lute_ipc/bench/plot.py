@@ -11,6 +11,7 @@ from .report import Report
 _STYLE = {
     "lute_ipc-cython": ("tab:red", "-", "o", 2.6),
     "lute_ipc-cython-read": ("tab:red", ":", "o", 1.6),
+    "lute_ipc-cython-result": ("tab:pink", "--", "o", 1.6),
     "lute_ipc-pure": ("tab:orange", "-", "s", 1.6),
     "lute": ("tab:gray", "-", "v", 1.6),
     "mp-connection": ("tab:green", "-", "^", 1.6),

@@ -31,7 +31,7 @@ def task_body(contender: str, mode: str, size: int, count: int) -> Callable[[Con
             del os.environ[name]
         os.environ.update(setup["env"])
         runner = _RUNNERS[contender]
-        first = runner(control, mode, size, count, setup["address"])
+        first = runner(control, mode, size, count, setup["address"], contender)
         control.send({"first_write": first})
 
     return body
@@ -44,10 +44,10 @@ def _go(control: Control) -> float:
     return time.perf_counter()
 
 
-def _lute_ipc(control: Control, mode: str, size: int, count: int, address: Any) -> float:
+def _lute_ipc(control: Control, mode: str, size: int, count: int, address: Any, contender: str) -> float:
     from ..sockets import SocketCommunicator
 
-    msg = payloads.message(size)
+    msg = payloads.message(size, "TASK_RESULT" if contender == "lute_ipc-cython-result" else "TASK_LOG")
     if mode == "stream":
         comm = SocketCommunicator(Party.TASK, use_zmq=False)
         comm.delayed_setup()
@@ -77,7 +77,7 @@ def connect(address: Any) -> socket.socket:
     return sock
 
 
-def _lute(control: Control, mode: str, size: int, count: int, address: Any) -> float:
+def _lute(control: Control, mode: str, size: int, count: int, address: Any, contender: str) -> float:
     frame = lute_encode(payloads.message(size))
     if mode == "stream":
         sock = connect(address)
@@ -94,7 +94,7 @@ def _lute(control: Control, mode: str, size: int, count: int, address: Any) -> f
     return first
 
 
-def _raw(control: Control, mode: str, size: int, count: int, address: Any) -> float:
+def _raw(control: Control, mode: str, size: int, count: int, address: Any, contender: str) -> float:
     from ..framing import encode_frame
 
     frame = encode_frame(payloads.message(size))
@@ -117,7 +117,7 @@ def _mp_address(address: Any) -> Any:
     return address if isinstance(address, str) else (address[0], address[1])
 
 
-def _mp_connection(control: Control, mode: str, size: int, count: int, address: Any) -> float:
+def _mp_connection(control: Control, mode: str, size: int, count: int, address: Any, contender: str) -> float:
     from multiprocessing.connection import Client
 
     msg = payloads.message(size)
@@ -138,7 +138,7 @@ def _mp_connection(control: Control, mode: str, size: int, count: int, address: 
     return first
 
 
-def _pyzmq(control: Control, mode: str, size: int, count: int, address: Any) -> float:
+def _pyzmq(control: Control, mode: str, size: int, count: int, address: Any, contender: str) -> float:
     import zmq
 
     msg = payloads.message(size)
@@ -165,8 +165,9 @@ def _pyzmq(control: Control, mode: str, size: int, count: int, address: Any) -> 
         context.term()
 
 
-_RUNNERS: Dict[str, Callable[[Control, str, int, int, Any], float]] = {
+_RUNNERS: Dict[str, Callable[[Control, str, int, int, Any, str], float]] = {
     "lute_ipc-cython": _lute_ipc,
+    "lute_ipc-cython-result": _lute_ipc,
     "lute_ipc-cython-read": _lute_ipc,
     "lute_ipc-pure": _lute_ipc,
     "lute": _lute,
