@@ -137,3 +137,73 @@ def test_lute_executor_loses_frames_after_a_separator_payload(clean_env: None) -
             peer.wait()
     received = [eval(contents) for _, _, contents, _ in pickle.loads(bytes.fromhex(out.decode().strip().splitlines()[-1]))]
     assert received == ["before"]  # LUTE lost the separator payload and everything after it
+
+
+# ----------------------------------------------------------------------------- pipes and requests
+def _run_lute_pipe_task(*args: str) -> Tuple[List[Message], "subprocess.Popen[bytes]", List[Message]]:
+    """Run the LUTE pipe Task under our Executor-side communicators; answer its socket request."""
+    from lute_ipc import PipeCommunicator, TaskResponse, TaskResponseMessage
+
+    pipe = PipeCommunicator(Party.EXECUTOR)
+    got: List[Message] = []
+    requests: List[Message] = []
+    with SocketCommunicator(Party.EXECUTOR, use_zmq=False) as sock:
+        sock.delayed_setup()
+        proc = subprocess.Popen([sys.executable, "-O", str(PEERS / "lute_pipe_task.py"), *args], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+        deadline = time.monotonic() + 60
+        try:
+            while time.monotonic() < deadline:
+                msg = pipe.read(proc, wait=0.05)
+                if msg.contents is not None or msg.signal is not None:
+                    got.append(msg)
+                request = sock.read()
+                if request.signal == "TASK_REQUEST":
+                    requests.append(request)
+                    pipe.write(TaskResponseMessage(TaskResponse(["task-a", "task-b"])), proc)
+                if proc.poll() is not None and not pipe.has_messages and not sock.has_messages:
+                    break
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    return got, proc, requests
+
+
+def test_lute_pipe_task_to_lute_ipc_executor(clean_env: None) -> None:
+    got, proc, _ = _run_lute_pipe_task()
+    assert proc.returncode == 0
+    assert [(m.contents, m.signal) for m in got] == [
+        ("started", "TASK_STARTED"), ("a plain print() line\n", None), ({"result": [1, 2, 3]}, "TASK_RESULT"),
+        ("text with ;;;GSM and \u20ac", "TASK_LOG"), ("bye", "TASK_DONE")]
+
+
+def test_request_round_trip_lute_task_with_lute_ipc_executor(clean_env: None) -> None:
+    """A LUTE Task requests over the socket; our Executor answers on its stdin; LUTE's read(wait) gets it."""
+    from lute_ipc import TaskRequest
+
+    got, proc, requests = _run_lute_pipe_task("request")
+    assert proc.returncode == 0
+    assert [r.contents for r in requests] == [TaskRequest("RUNNING_TASKS", None, True)]
+    assert type(requests[0]).__name__ == "TaskRequestMessage"
+    stderr = proc.stderr.read().decode() if proc.stderr and not proc.stderr.closed else ""
+    assert ("bye", "TASK_DONE") in [(m.contents, m.signal) for m in got]
+    reply_lines = [m.contents for m in got if isinstance(m.contents, str) and m.contents.startswith("(REPLY")]
+    reply_lines += [line for line in stderr.splitlines() if line.startswith("REPLY")]
+    assert reply_lines, got
+    assert "TaskResponse(response=['task-a', 'task-b'], for_task=None) TASK_RESPONSE" in reply_lines[0]
+
+
+def test_lute_ipc_task_with_lute_executor_pipes_and_request(clean_env: None) -> None:
+    """Our Task's pipe writes are read by LUTE's PipeCommunicator; LUTE answers our request on stdin."""
+    task = [sys.executable, str(PEERS / "lute_ipc_pipe_task.py")]
+    peer = subprocess.run([sys.executable, "-O", str(PEERS / "lute_pipe_executor.py"), *task], capture_output=True,
+                          timeout=120, env=dict(os.environ))
+    assert peer.returncode == 0, peer.stderr.decode()[-3000:]
+    seen = pickle.loads(bytes.fromhex(peer.stdout.decode().strip().splitlines()[-1]))
+    assert ("'started'", "TASK_STARTED") in seen
+    assert ("{'result': [1, 2, 3]}", "TASK_RESULT") in seen
+    assert any(signal == "TASK_REQUEST" and "RUNNING_TASKS" in contents for contents, signal in seen)
+    replies = [contents for contents, signal in seen if signal == "TASK_LOG"]
+    assert replies == ["\"reply lute_ipc.message.TaskResponse ['task-a', 'task-b'] TASK_RESPONSE\""], seen
+    assert ("'bye'", "TASK_DONE") in seen
