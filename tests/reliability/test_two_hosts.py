@@ -36,7 +36,7 @@ pytestmark = pytest.mark.reliability
 EXEC_ADDR, TASK_ADDR = "10.213.7.1", "10.213.7.2"
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
 ALIAS = "lute-exec-host"
-CUT_BOUND = 20.0
+CUT_BOUND = 15.0
 """Seconds within which a Task must report the cut link (its connect_timeout is 5 s)."""
 
 
@@ -208,17 +208,18 @@ CUT_BUGS = {
     "tcp-raw": "BUG: after the link is cut, a raw TCP Task blocks in sendall() once the kernel send "
                "buffer is full (no send timeout: the socket is blocking, settimeout(None)) until TCP gives "
                "up (tcp_retries2, ~15 min): no error within any bound.",
-    "tcp-zmq": "BUG: after the link is cut, a ZeroMQ TCP Task's write() keeps queueing (no heartbeat, no "
-               "send timeout), then close() drops the queue after linger and the Task exits 0: silent loss, "
-               "no error.",
+    "tcp-zmq": "BUG: after the link is cut, a ZeroMQ TCP Task's write() keeps succeeding (messages queue "
+               "in libzmq: no heartbeat, no send timeout, the writer batches below the high-water mark); "
+               "close() would drop the queue after linger and exit 0: silent loss, no error.",
     "unix-ssh-raw": "BUG: after the link is cut, the Task writes into the local ssh tunnel socket; ssh "
                     "notices only after ServerAliveInterval=30 x ServerAliveCountMax=3 (~90 s); until then "
                     "writes block once the buffers are full: no error within the bound.",
-    "unix-ssh-zmq": "BUG: as unix-ssh-raw, and ZeroMQ queues then drops at close: no error.",
+    "unix-ssh-zmq": "BUG: as unix-ssh-raw; and ZeroMQ queues the writes (no error), then drops them at close.",
 }
 
 
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", [pytest.param(p.values[0], id=p.id, marks=pytest.mark.xfail(
+    strict=True, reason=CUT_BUGS[p.id])) for p in PATHS])
 def test_link_cut_mid_stream(hosts: Hosts, group: Group, request, path) -> None:
     """Tasks write 2,000 messages/s; once the Executor has 2,000 of them the Task host's link
     goes down. The Task must end with a clear lute_ipc error within CUT_BOUND seconds; the
