@@ -119,6 +119,10 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, progress: TextIO = s
     if rounds < 1 or rounds > 100:
         progress.write(f"{getattr(args, 'prog', 'lute-ipc')} bench: error: --rounds must be 1..100\n")
         return 2
+    if args.from_json:
+        from .report import load_json
+
+        return _outputs(load_json(args.from_json), args, out)
     scenarios = list(args.scenario or SCENARIOS)
     sizes = sorted(set(args.size or SIZES))
     report = Report(describe(mode, rounds))
@@ -136,9 +140,13 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, progress: TextIO = s
     report.meta["duration_s"] = round(time.monotonic() - started, 1)
     report.meta["load_average_end"] = list(os.getloadavg())
     report.compute_ratios()
+    return _outputs(report, args, out)
+
+
+def _outputs(report: Report, args: argparse.Namespace, out: TextIO) -> int:
     print_tables(report, out)
     status = EXIT_OK
-    if args.json:
+    if args.json and args.json != args.from_json:
         report.write_json(args.json)
         out.write(f"\nJSON: {args.json}\n")
     if args.plot:

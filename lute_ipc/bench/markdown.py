@@ -18,8 +18,7 @@ from .report import Report, human_bandwidth, human_rate, scenario_rows
 NOTES_START = "<!-- notes -->"
 NOTES_END = "<!-- /notes -->"
 _DEFAULT_NOTES = "_(No notes yet: write the analysis of these numbers here; regeneration keeps it.)_"
-COMMAND = ("python -m lute_ipc bench --json docs/benchmarks.json --plot docs/benchmarks.png "
-           "--markdown docs/benchmarks.md")
+COMMAND = "python -m lute_ipc bench --plot docs/benchmarks.png --markdown docs/benchmarks.md"
 
 
 def _existing_notes(path: str) -> str:

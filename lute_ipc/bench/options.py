@@ -92,13 +92,19 @@ def message_count(plan: Plan, scenario: str, contender: str, size: int, frame_by
     else:
         target, (low, high) = plan.stream_bytes, plan.stream_limits
     count = max(low, min(high, target // size))
-    quadratic = contender == "lute" and (scenario == "decode-buffer" or scenario.startswith("stream"))
-    if quadratic:
-        cap = int((plan.lute_quadratic_bytes / frame_bytes) ** 0.5)
-        if scenario.startswith("stream"):  # the reader's `received += chunk` copies ~ bytes**2 / 8 KiB
-            cap = min(cap, int((plan.lute_quadratic_bytes * 8192) ** 0.5 / frame_bytes))
-        count = max(low, min(count, cap))
-    return count
+    if contender != "lute" or scenario.startswith("per-message"):
+        return count
+    # LUTE's decoder re-slices the rest of its buffer after every frame (~ n * stream bytes),
+    # re-joins a partial frame to every chunk (~ frame**2 / 8 KiB per frame), and its reader
+    # grows one bytes object per connection (~ stream**2 / 8 KiB): keep those under budget.
+    budget = plan.lute_quadratic_bytes
+    if scenario == "decode-8k":
+        cap = int(budget * 8192 / frame_bytes ** 2 / 8)
+    else:
+        cap = int((budget / frame_bytes) ** 0.5)
+        if scenario.startswith("stream"):
+            cap = min(cap, int((budget * 8192) ** 0.5 / frame_bytes))
+    return max(2, min(count, cap))
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -120,6 +126,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "(needs matplotlib; skipped with a message when it is missing)")
     parser.add_argument("--markdown", metavar="FILE.md", help="write the report page (method, machine, tables, the "
                         "plot, findings), e.g. docs/benchmarks.md; a <!-- notes --> section already in FILE is kept")
+    parser.add_argument("--from-json", metavar="FILE", help="measure nothing: print the tables of a JSON file written "
+                        "by --json, and write --plot/--markdown from it")
     parser.add_argument("--scenario", action="append", choices=list(SCENARIOS), metavar="NAME",
                         help="run only this scenario (repeatable): " + ", ".join(SCENARIOS))
     parser.add_argument("--contender", action="append", choices=[c.name for c in CONTENDERS], metavar="NAME",

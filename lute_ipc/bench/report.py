@@ -75,6 +75,18 @@ class Report:
             out.write("\n")
 
 
+def load_json(path: str) -> Report:
+    """A :class:`Report` read back from :meth:`Report.write_json` (to re-render tables, plot and page)."""
+    with open(path, encoding="utf-8") as source:
+        document = json.load(source)
+    fields = ("scenario", "contender", "size", "messages", "seconds")
+    results = [Result(**{name: entry[name] for name in fields}) for entry in document["results"]
+               if entry["contender"] in CONTENDER_BY_NAME]
+    report = Report(document["meta"], results, document.get("skipped", []), document.get("failures", []))
+    report.compute_ratios()
+    return report
+
+
 def human_rate(value: float) -> str:
     """``1.23M``, ``45.6k``, ``789``: a rate in three significant digits."""
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
