@@ -109,13 +109,18 @@ def message_count(plan: Plan, scenario: str, contender: str, size: int, frame_by
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the ``bench`` arguments (imports nothing heavy)."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = (
-        "Compare lute_ipc with the alternatives, in one process tree: decoding in memory (a), a Task process "
-        "streaming to an Executor over Unix and TCP loopback sockets (b), a connection per message (c), and a "
-        "stdout pipe with mixed text (d), for payloads of 64 B, 1 KiB, 64 KiB and 1 MiB. Contenders run in "
-        "interleaved rounds; the table shows medians (messages/s, MB/s of payload) and each one's ratio to the "
-        "best alternative. Scenarios: " + "; ".join(f"{k}: {v}" for k, v in SCENARIOS.items()) + ". Contenders: "
-        + "; ".join(f"{c.name}: {c.help}" for c in CONTENDERS) + ".")
+        "Compare lute_ipc with the alternatives, in one process tree, for payloads of 64 B, 1 KiB, 64 KiB and\n"
+        "1 MiB. Contenders run in interleaved rounds; the table shows medians (messages/s, MB/s of payload)\n"
+        "and each one's ratio to the best alternative. Example: regenerate docs/benchmarks.md with\n"
+        "  python -m lute_ipc bench --plot docs/benchmarks.png --markdown docs/benchmarks.md")
+    parser.epilog = ("scenarios:\n" + "".join(f"  {k:<18}{v}\n" for k, v in SCENARIOS.items())
+                     + "\ncontenders:\n" + "".join(f"  {c.name:<24}{c.help}\n" for c in CONTENDERS)
+                     + "\nEnd to end, the clock runs from the Task process's first write to the Executor holding the last\n"
+                       "message. Optional: msgpack and matplotlib (pip install 'lute-ipc[bench]'); without them that\n"
+                       "contender or the plot is skipped with a message. Exit code: 0, 1 if a measurement failed,\n"
+                       "2 for bad arguments.")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="fewer messages, three rounds: finishes in under a minute")
     mode.add_argument("--smoke", action="store_true", help="tiny runs, one round (for tests: seconds, not numbers)")
