@@ -299,7 +299,7 @@ ZMQ_SILENT_LOSS = pytest.mark.xfail(strict=True, reason=(
                                              for p in TRANSPORTS[2:]])
 def test_executor_exits_with_tasks_connected(group: Group, transport, how: str) -> None:
     """The Executor process dies (SIGKILL) or closes and exits while 3 Tasks are writing as
-    fast as they can (up to 300,000 messages each, more than ZeroMQ's send high-water mark).
+    fast as they can (up to 300,000 messages each on raw sockets, 100,000 on ZeroMQ).
     Each Task must end within EXIT_BOUND seconds: with a clear lute_ipc error (TransportError
     naming the Executor), or normally. No Task may hang."""
     use_zmq, tcp = transport
@@ -311,7 +311,8 @@ def test_executor_exits_with_tasks_connected(group: Group, transport, how: str) 
             del env[name]
     env.update(ready["env"])
     env["LUTE_USE_ZMQ"] = "1" if use_zmq else "0"
-    tasks = [group.task({"sender": f"x{i}", "count": 300_000, "duration": 60, "connect_timeout": 2.0}, env)
+    count = 100_000 if use_zmq else 300_000  # ZeroMQ: all of them "succeed" (bug), keep it short
+    tasks = [group.task({"sender": f"x{i}", "count": count, "duration": 60, "connect_timeout": 2.0}, env)
              for i in range(3)]
     ex.wait_for(lambda line: "progress" in line and line["total"] > 3000, 60)
     if how == "sigkill":
