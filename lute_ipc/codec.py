@@ -145,11 +145,9 @@ def compat_loads(data: Buffer) -> Any:
 
 def loads(data: Buffer) -> Any:
     """Unpickle a payload, decoding LUTE's classes as lute_ipc's (trusting: full pickle)."""
-    if type(data) is bytes or type(data) is bytearray:
-        legacy = _LEGACY_MARK in data
-    else:  # memoryview and other buffers have no substring search
-        legacy = _LEGACY_RE.search(data) is not None
-    return compat_loads(data) if legacy else _pickle_loads(data)
+    if _LEGACY_RE.search(data) is None:
+        return _pickle_loads(data)
+    return compat_loads(data)
 
 
 # --------------------------------------------------------------------------- restricted
