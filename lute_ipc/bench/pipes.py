@@ -1,8 +1,8 @@
 """Scenario (d): a Task subprocess writes pickles mixed with printed text on its stdout.
 
 The Executor side is ``PipeCommunicator(Party.EXECUTOR).read(proc)`` (there is no batch
-read on pipes) for lute_ipc, and an ``os.read`` loop over the same bytes for the
-``raw-bytes`` reference. The Task is a new interpreter (``python -m
+read on pipes) for lute_ipc, and an ``os.readv`` loop (into one reused buffer) over the
+same bytes for the ``raw-bytes`` reference. The Task is a new interpreter (``python -m
 lute_ipc.bench.pipe_task``), since its stdout must be a pipe of its own; its start-up is
 not timed. LUTE's pipe reader is not a contender: DESIGN.md does not describe its
 algorithm beyond "mixed print() and pickles lose bytes", so it could not deliver them all.
@@ -67,14 +67,15 @@ def _read_raw(proc: subprocess.Popen, expected: int, deadline: _Deadline) -> flo
     import select
 
     fd = proc.stdout.fileno()  # type: ignore[union-attr]
+    buffers = [bytearray(1 << 20)]  # readv into one reused buffer: no allocation per read
     got = 0
     while got < expected:
         if not select.select([fd], [], [], min(0.5, deadline.left()))[0]:
             continue
-        data = os.read(fd, 1 << 20)
-        if not data:
+        size = os.readv(fd, buffers)
+        if not size:
             raise TransportError(f"the pipe Task closed stdout after {got} of {expected} bytes")
-        got += len(data)
+        got += size
     return time.perf_counter()
 
 
