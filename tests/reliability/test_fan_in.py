@@ -6,7 +6,8 @@ Per transport (raw/ZeroMQ x Unix/TCP loopback), 8 Task processes each write
 ``SLOW_SECONDS`` seconds after the first message the Executor's consumer is slow (about
 1,600 messages/s against a ``queue_size`` of 2,000): the reader must push back on the
 Tasks, not drop. Checked: zero loss, no duplicate, per-sender order, every payload intact,
-every Task exits 0, and the Executor's peak RSS stays under ``RSS_LIMIT_MIB`` (printed).
+every Task exits 0, and the Executor's peak RSS grows by less than ``RSS_GROWTH_LIMIT_MIB``
+(printed).
 
 Sizes: 8 x 50,000 messages per transport on the Cython core (the issue's matrix). The
 pure-Python core (``LUTE_IPC_PURE_PYTHON=1``, CI's second run) decodes several times
@@ -32,11 +33,12 @@ SENDERS = 8
 MESSAGES = max(50, int((12_500 if pure_python() else 50_000) * scale()))
 SLOW_SECONDS = 3.0
 QUEUE_SIZE = 2000
-RSS_LIMIT_MIB = 400.0
-"""Peak RSS bound of the Executor process: interpreter + pyzmq (~40 MiB) plus the queue
-(2,000 messages; one socket read or ZeroMQ batch over the bound) and libzmq's receive
-buffers. The whole run sends about 8 x 50,000 x 1 KiB = 400 MiB; a reader that buffered
-everything would exceed it."""
+RSS_GROWTH_LIMIT_MIB = 128.0
+"""Bound on the Executor process's peak RSS above its RSS once bound (printed as
+``baseline``). What may legitimately be held: the queue (2,000 messages of about 1 KiB on
+average, plus one socket read or ZeroMQ batch over the bound), the 256 KiB receive buffer,
+allocator slack. Raw sockets measure about 15 MiB. A reader that buffers what the Tasks send
+while the consumer is slow exceeds it: the run sends 367 MiB (92 MiB in the pure-Python leg)."""
 
 TRANSPORTS = [
     pytest.param((False, False), id="raw-unix"),
@@ -77,7 +79,8 @@ def test_fan_in_8_tasks_no_loss_order_kept_memory_bounded(group: Group, transpor
     stats = result["stats"]
     assert stats["messages"] == total and stats["framing_errors"] == 0 and stats["payload_errors"] == 0
     assert result["slow_batches"] > 0  # the slow phase really happened
-    assert result["peak_rss_mib"] < RSS_LIMIT_MIB, result
+    growth = result["peak_rss_mib"] - ready["rss_baseline_mib"]
+    assert growth < RSS_GROWTH_LIMIT_MIB, f"Executor RSS grew by {growth:.0f} MiB: memory not bounded by queue_size"
     if not use_zmq:  # libzmq buffers before the reader: the raw reader must have pushed back itself
         assert stats["backpressure_waits"] > 0
     for t in tasks:
