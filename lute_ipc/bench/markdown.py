@@ -79,7 +79,7 @@ def noise(report: Report) -> str:
             f"{middle:.0%}, worst {worst[0]:.0%} ({worst[1]}, {worst[2]}, {size_label(worst[3])}). Load average "
             f"{report.meta['load_average_start'][0]:.1f} at the start and {report.meta['load_average_end'][0]:.1f} at "
             f"the end on {report.meta['cpus']} CPUs: other work shared the machine, which is why rounds are "
-            "interleaved and medians reported; differences under ~20% are within the noise.")
+            f"interleaved and medians reported. Read ratios within about {min(middle, 0.9):.0%} of 1.00x as ties.")
 
 
 def write_markdown(report: Report, path: str, plot_path: Optional[str] = None) -> None:
