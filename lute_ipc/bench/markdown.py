@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from .options import CONTENDER_BY_NAME, CONTENDERS, DECODE, SCENARIOS, SOCKETS
 from .payloads import size_label
-from .report import Report, human_bandwidth, human_rate, scenario_rows
+from .report import Report, human_rate, scenario_rows
 
 NOTES_START = "<!-- notes -->"
 NOTES_END = "<!-- /notes -->"
@@ -149,4 +149,4 @@ def write_markdown(report: Report, path: str, plot_path: Optional[str] = None) -
         page.write("\n".join(lines))
 
 
-__all__ = ["write_markdown", "findings", "noise", "COMMAND", "human_bandwidth"]
+__all__ = ["write_markdown", "findings", "noise", "COMMAND"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pickle
-from typing import List
+from typing import Any, Callable, List
 
 from ..message import Message
 
@@ -35,7 +35,7 @@ def message(size: int, signal: str = "TASK_LOG") -> Message:
     return Message(contents=contents(size), signal=signal)
 
 
-def frame_stream(size: int, count: int, encode_frame) -> bytes:  # type: ignore[no-untyped-def]
+def frame_stream(size: int, count: int, encode_frame: Callable[[Any], bytes]) -> bytes:
     """``count`` frames of :func:`message` ``(size)`` as lute_ipc writes them (plain frames)."""
     frame = encode_frame(message(size))
     return frame * count

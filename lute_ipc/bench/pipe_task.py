@@ -17,7 +17,7 @@ from typing import List, Optional
 from ..message import Message, Party
 from . import payloads
 from .control import Control
-from .task_side import SETUP_TIMEOUT, _go
+from .task_side import SETUP_TIMEOUT, wait_for_go
 
 CONTROL_ENV = "LUTE_IPC_BENCH_CONTROL"
 
@@ -31,7 +31,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     control.receive(SETUP_TIMEOUT)
     if contender == "raw-bytes":
         stream = memoryview(payloads.pipe_stream(size, count))
-        first = _go(control)
+        first = wait_for_go(control)
         while stream:
             stream = stream[os.write(1, stream):]
     else:
@@ -40,7 +40,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         comm = PipeCommunicator(Party.TASK)
         msg = Message(contents=payloads.contents(size))
         line = payloads.TEXT_LINE.decode()
-        first = _go(control)
+        first = wait_for_go(control)
         for _ in range(count):
             comm.write(msg)
             print(line, end="")

@@ -20,7 +20,7 @@ from ..errors import TransportError
 from . import payloads
 from .control import Control, pipe_pair
 from .pipe_task import CONTROL_ENV
-from .transports import TRIAL_TIMEOUT, _Deadline
+from .transports import TRIAL_TIMEOUT, Deadline
 
 CONTENDERS = ("lute_ipc-cython", "lute_ipc-pure", "raw-bytes")
 
@@ -29,7 +29,7 @@ def pipe_trial(contender: str, size: int, count: int, timeout: float = TRIAL_TIM
     """One timed run of the pipe scenario: ``{"seconds": ...}`` from first write to last message read."""
     if contender not in CONTENDERS:
         raise TransportError(f"no pipe scenario for contender {contender!r}")
-    deadline = _Deadline(timeout)
+    deadline = Deadline(timeout)
     parent_read, child_write, child_read, parent_write = pipe_pair()
     env = dict(os.environ)
     env[CONTROL_ENV] = f"{child_read},{child_write}"
@@ -63,7 +63,7 @@ def pipe_trial(contender: str, size: int, count: int, timeout: float = TRIAL_TIM
     return {"seconds": end - first}
 
 
-def _read_raw(proc: subprocess.Popen, expected: int, deadline: _Deadline) -> float:
+def _read_raw(proc: subprocess.Popen, expected: int, deadline: Deadline) -> float:
     import select
 
     fd = proc.stdout.fileno()  # type: ignore[union-attr]
@@ -79,7 +79,7 @@ def _read_raw(proc: subprocess.Popen, expected: int, deadline: _Deadline) -> flo
     return time.perf_counter()
 
 
-def _read_messages(proc: subprocess.Popen, size: int, count: int, deadline: _Deadline) -> float:
+def _read_messages(proc: subprocess.Popen, size: int, count: int, deadline: Deadline) -> float:
     from ..pipe import PipeCommunicator
     from ..message import Party
 

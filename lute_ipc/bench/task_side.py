@@ -37,7 +37,8 @@ def task_body(contender: str, mode: str, size: int, count: int) -> Callable[[Con
     return body
 
 
-def _go(control: Control) -> float:
+def wait_for_go(control: Control) -> float:
+    """Answer ``ready``, wait for ``go``; returns the time (``perf_counter``) the Task starts writing."""
     control.send("ready")
     if control.receive(SETUP_TIMEOUT) != "go":
         raise RuntimeError("expected 'go' on the control channel")
@@ -51,13 +52,13 @@ def _lute_ipc(control: Control, mode: str, size: int, count: int, address: Any, 
     if mode == "stream":
         comm = SocketCommunicator(Party.TASK, use_zmq=False)
         comm.delayed_setup()
-        first = _go(control)
+        first = wait_for_go(control)
         write = comm.write
         for _ in range(count):
             write(msg)
         comm.clear_communicator()
         return first
-    first = _go(control)
+    first = wait_for_go(control)
     for _ in range(count):
         comm = SocketCommunicator(Party.TASK, use_zmq=False)
         comm.delayed_setup()
@@ -81,12 +82,12 @@ def _lute(control: Control, mode: str, size: int, count: int, address: Any, cont
     frame = lute_encode(payloads.message(size))
     if mode == "stream":
         sock = connect(address)
-        first = _go(control)
+        first = wait_for_go(control)
         for _ in range(count):
             sock.sendall(frame)
         sock.close()
         return first
-    first = _go(control)
+    first = wait_for_go(control)
     for _ in range(count):  # LUTE's Task: connect, send one frame, close
         sock = connect(address)
         sock.sendall(frame)
@@ -101,11 +102,11 @@ def _raw(control: Control, mode: str, size: int, count: int, address: Any, conte
     if mode == "stream":
         stream = frame * count
         sock = connect(address)
-        first = _go(control)
+        first = wait_for_go(control)
         sock.sendall(stream)
         sock.close()
         return first
-    first = _go(control)
+    first = wait_for_go(control)
     for _ in range(count):
         sock = connect(address)
         sock.sendall(frame)
@@ -124,13 +125,13 @@ def _mp_connection(control: Control, mode: str, size: int, count: int, address: 
     target = _mp_address(address)
     if mode == "stream":
         conn = Client(target)
-        first = _go(control)
+        first = wait_for_go(control)
         send = conn.send
         for _ in range(count):
             send(msg)
         conn.close()
         return first
-    first = _go(control)
+    first = wait_for_go(control)
     for _ in range(count):
         conn = Client(target)
         conn.send(msg)
@@ -148,13 +149,13 @@ def _pyzmq(control: Control, mode: str, size: int, count: int, address: Any, con
             push = context.socket(zmq.PUSH)
             push.set_hwm(160000)
             push.connect(address)
-            first = _go(control)
+            first = wait_for_go(control)
             send = push.send_pyobj
             for _ in range(count):
                 send(msg)
             push.close(linger=-1)
             return first
-        first = _go(control)
+        first = wait_for_go(control)
         for _ in range(count):  # a socket per message, as LUTE's ZeroMQ Task does per communicator
             push = context.socket(zmq.PUSH)
             push.connect(address)

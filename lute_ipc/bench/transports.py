@@ -30,7 +30,9 @@ TRIAL_TIMEOUT = 300.0
 _LUTE_TCP = {"LUTE_USE_TCP": "1", "LUTE_BIND_HOST": "127.0.0.1"}
 
 
-class _Deadline:
+class Deadline:
+    """A point in time every wait of one trial must respect (TransportError once it passed)."""
+
     def __init__(self, seconds: float) -> None:
         self.end = time.monotonic() + seconds
 
@@ -62,7 +64,7 @@ def _check(msg: Any, size: int) -> None:
 
 # --------------------------------------------------------------------------- receivers
 # Each receiver: set up, return (setup for the Task, receive(count, deadline) -> end time, close).
-Receiver = Tuple[Dict[str, Any], Callable[[int, _Deadline], float], Callable[[], None]]
+Receiver = Tuple[Dict[str, Any], Callable[[int, Deadline], float], Callable[[], None]]
 
 
 def _lute_ipc(mode: str, family: str, size: int, directory: str, one_at_a_time: bool) -> Receiver:
@@ -76,7 +78,7 @@ def _lute_ipc(mode: str, family: str, size: int, directory: str, one_at_a_time: 
     executor.delayed_setup()
     env = {name: value for name, value in os.environ.items() if name.startswith("LUTE_")}
 
-    def receive(count: int, deadline: _Deadline) -> float:
+    def receive(count: int, deadline: Deadline) -> float:
         got = 0
         last: Any = None
         if one_at_a_time:
@@ -110,7 +112,7 @@ def _lute(mode: str, family: str, size: int, directory: str) -> Receiver:
     listener, address = _listener(family, directory)
     reader = LuteSocketReader(listener)
 
-    def receive(count: int, deadline: _Deadline) -> float:
+    def receive(count: int, deadline: Deadline) -> float:
         got = 0
         last: Any = None
         while got < count:
@@ -132,7 +134,7 @@ def _raw(mode: str, family: str, size: int, directory: str) -> Receiver:
     listener, address = _listener(family, directory)
     buffer = bytearray(1 << 20)
 
-    def receive(count: int, deadline: _Deadline) -> float:
+    def receive(count: int, deadline: Deadline) -> float:
         expected = frame_size * count
         got = 0
         view = memoryview(buffer)
@@ -176,7 +178,7 @@ def _mp_connection(mode: str, family: str, size: int, directory: str) -> Receive
         except OSError:
             pass
 
-    def receive(count: int, deadline: _Deadline) -> float:
+    def receive(count: int, deadline: Deadline) -> float:
         watchdog = threading.Timer(deadline.left(), abort)
         watchdog.start()
         try:
@@ -224,7 +226,7 @@ def _pyzmq(mode: str, family: str, size: int, directory: str) -> Receiver:
     else:
         address = f"tcp://127.0.0.1:{pull.bind_to_random_port('tcp://127.0.0.1')}"
 
-    def receive(count: int, deadline: _Deadline) -> float:
+    def receive(count: int, deadline: Deadline) -> float:
         got = 0
         last: Any = None
         recv, poll = pull.recv_pyobj, pull.poll
@@ -256,7 +258,7 @@ def _receiver(contender: str, mode: str, family: str, size: int, directory: str)
 def socket_trial(contender: str, mode: str, family: str, size: int, count: int,
                  timeout: float = TRIAL_TIMEOUT) -> Dict[str, float]:
     """One timed run: ``count`` messages of ``size`` bytes, Task -> Executor; ``{"seconds": ...}``."""
-    deadline = _Deadline(timeout)
+    deadline = Deadline(timeout)
     task = ForkedTask(task_body(contender, mode, size, count))
     directory = tempfile.mkdtemp(prefix="lute-ipc-bench-")
     close: Optional[Callable[[], None]] = None
