@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from .options import CONTENDER_BY_NAME, CONTENDERS, DECODE, SCENARIOS, SOCKETS
 from .payloads import size_label
-from .report import Report, human_rate, scenario_rows
+from .report import Report, ceiling_row, human_rate, scenario_rows
 
 NOTES_START = "<!-- notes -->"
 NOTES_END = "<!-- /notes -->"
@@ -137,7 +137,10 @@ def write_markdown(report: Report, path: str, plot_path: Optional[str] = None) -
         rows = scenario_rows(report, scenario)
         if len(rows) < 2:
             continue
-        lines += [f"### `{scenario}`: {description}", ""] + _table(rows) + [""]
+        ceiling = ceiling_row(report, scenario)
+        lines += [f"### `{scenario}`: {description}", ""] + _table(rows)
+        lines += ["| " + " | ".join(ceiling) + " |"] if ceiling else []
+        lines += [""]
     lines += ["## Findings (generated)", ""] + findings(report) + [""]
     if report.skipped or report.failures:
         missing = [f"{s['contender']} ({s['reason']})" for s in report.skipped]
