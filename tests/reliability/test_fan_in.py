@@ -40,11 +40,17 @@ average, plus one socket read or ZeroMQ batch over the bound), the 256 KiB recei
 allocator slack. Raw sockets measure about 15 MiB. A reader that buffers what the Tasks send
 while the consumer is slow exceeds it: the run sends 367 MiB (92 MiB in the pure-Python leg)."""
 
+ZMQ_MEMORY = pytest.mark.xfail(strict=True, reason=(
+    "BUG (docs/RELIABILITY.md 4.4): the ZeroMQ Executor's memory is not bounded by queue_size: with the "
+    "consumer slow, libzmq buffers up to RCVHWM=160,000 ZeroMQ messages, each holding a batch of frames; "
+    "peak RSS grew by 580-670 MiB (Cython leg, 367 MiB sent) and 190-220 MiB (pure leg, 92 MiB sent) "
+    "against ~13 MiB on raw sockets. Also hit by 4.1 (ZeroMQ Tasks crash at exit after large messages)."))
+
 TRANSPORTS = [
     pytest.param((False, False), id="raw-unix"),
     pytest.param((False, True), id="raw-tcp"),
-    pytest.param((True, False), id="zmq-unix"),
-    pytest.param((True, True), id="zmq-tcp"),
+    pytest.param((True, False), id="zmq-unix", marks=ZMQ_MEMORY),
+    pytest.param((True, True), id="zmq-tcp", marks=ZMQ_MEMORY),
 ]
 
 

@@ -336,16 +336,24 @@ def test_executor_exits_with_tasks_connected(group: Group, transport, how: str) 
 
 
 # --------------------------------------------------------------------------- large ZeroMQ message at exit
-@pytest.mark.parametrize("transport", TRANSPORTS[2:])
+ZMQ_EXIT_CRASH = pytest.mark.xfail(strict=True, reason=(
+    "BUG (docs/RELIABILITY.md 4.1, since the batching writer ddf9b24): a ZeroMQ Task that writes a large "
+    "message and exits dies with SIGABRT ('Bad address (src/tcp.cpp:227)') or SIGSEGV after "
+    "clear_communicator() returned, or exits 0 without the message delivered; at 3322171 all Tasks exit 0 "
+    "and every message arrives."))
+
+
+@pytest.mark.parametrize("transport", [pytest.param(p.values[0], id=p.id, marks=ZMQ_EXIT_CRASH)
+                                       for p in TRANSPORTS[2:]])
 def test_zmq_task_writes_large_message_then_exits(monkeypatch, group: Group, transport) -> None:
-    """16 ZeroMQ Tasks (2 rounds of 8) each write one message of 1 MiB right after set-up, close and exit
+    """24 ZeroMQ Tasks (3 rounds of 8) each write one message of 1 MiB right after set-up, close and exit
     normally while the Executor reads: each must exit 0 and every message must arrive. No fault
     is injected: this is the reference for the ZeroMQ failures of the fan-in and soak runs."""
     use_zmq, tcp = transport
     with _executor(monkeypatch, use_zmq, tcp) as ex:
         tally = Tally()
         tasks: List[Child] = []
-        for _ in range(2):  # 2 rounds of 8 (the crash hits 1-3 Tasks in 8 on most rounds)
+        for _ in range(3):  # 3 rounds of 8 (the crash hits 1-3 Tasks in 8 on most rounds)
             batch = [group.task({"sender": f"z{len(tasks) + i}", "count": 0, "big": 2**20}, _task_env(use_zmq))
                      for i in range(8)]
             tasks += batch
