@@ -103,6 +103,7 @@ def run_cycle(index: int, transport, cycle_seconds: float, totals: Totals) -> No
         fault_done = False
         stall_sock = None
         slow_until = 0.0
+        last_message = start
         deadline = start + cycle_seconds * 4 + 30
         while time.monotonic() < deadline:
             now = time.monotonic()
@@ -145,9 +146,15 @@ def run_cycle(index: int, transport, cycle_seconds: float, totals: Totals) -> No
                     seqs.setdefault(sender, []).append(seq)
                     if not sender.endswith("-peer") and not payload_ok(seq, payload):
                         corrupt += 1
-            live = [t for s, t in tasks.items() if t is not None and s != victim]
-            if all(t.proc.poll() is not None for t in live) and not batch:
-                if not (fault == "garbage" and len(seqs.get(f"c{index}-peer", [])) < 100):
+            if batch:
+                last_message = time.monotonic()
+            live = {s: t for s, t in tasks.items() if t is not None and s != victim}
+            if all(t.proc.poll() is not None for t in live.values()):
+                # every live sender has exited: stop once all it reported is here, or after 3 s of silence
+                accounted = all((t.find("done") or {}).get("sent", -1) == len(seqs.get(s, []))
+                                for s, t in live.items())
+                peer_done = fault != "garbage" or len(seqs.get(f"c{index}-peer", [])) >= 100
+                if (accounted and peer_done) or time.monotonic() - last_message > 3.0:
                     break
         stats = ex.stats
         if stall_sock is not None:

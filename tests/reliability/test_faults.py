@@ -339,8 +339,8 @@ def test_executor_exits_with_tasks_connected(group: Group, transport, how: str) 
 ZMQ_EXIT_CRASH = pytest.mark.xfail(strict=True, reason=(
     "BUG (docs/RELIABILITY.md 4.1, since the batching writer ddf9b24): a ZeroMQ Task that writes a large "
     "message and exits dies with SIGABRT ('Bad address (src/tcp.cpp:227)') or SIGSEGV after "
-    "clear_communicator() returned, or exits 0 without the message delivered; at 3322171 all Tasks exit 0 "
-    "and every message arrives."))
+    "clear_communicator() returned, and its message never arrives; at 3322171 all Tasks exit 0 and every "
+    "message arrives."))
 
 
 @pytest.mark.parametrize("transport", [pytest.param(p.values[0], id=p.id, marks=ZMQ_EXIT_CRASH)
