@@ -147,37 +147,71 @@ def _peer_closed(sock: socket.socket) -> bool:
 
 
 class ZmqLink:
-    """A ZeroMQ PUSH socket (on the process-wide context of :func:`shared_zmq_context`).
+    """A ZeroMQ PUSH socket connected to ``address``, on the process-wide context.
 
     Args:
-        zsocket: the connected PUSH socket.
+        address: ZeroMQ endpoint (``ipc://...`` or ``tcp://host:port``).
         linger: seconds queued messages may still be delivered after :meth:`close`
-            (ZeroMQ delivers them in the background; the process waits for them at exit).
-        context: a context owned by this link, terminated by :meth:`close` (None: shared).
+            (ZeroMQ delivers them in the background; the process waits at most this long
+            at exit).
+        hwm: send high-water mark (messages queued before ``send`` blocks).
+
+    At interpreter exit the shared context is ended after every writer flushed; a link
+    used after that (e.g. by ``logging.shutdown``, which runs later) gets a private
+    context that its :meth:`close` terminates, waiting at most ``linger``.
     """
 
-    def __init__(self, zsocket: Any, linger: float, context: Any = None) -> None:
-        self._context = context
-        self._zsocket = zsocket
+    def __init__(self, address: str, linger: float, hwm: int = 160000) -> None:
+        self._address = address
         self._linger_ms = max(0, int(linger * 1000))
+        self._hwm = hwm
+        self._zsocket: Any = None
+        self._context: Any = None  # a private context, only after the shared one ended
 
     def open(self) -> None:
-        """ZeroMQ connects in the background: nothing to do."""
+        """Create and connect the socket (ZeroMQ connects in the background)."""
+        if self._zsocket is not None:
+            return
+        context = shared_zmq_context()
+        if context is None:
+            import zmq
+
+            context = self._context = self._context or zmq.Context()
+        self._zsocket = self._connect(context)
+
+    def _connect(self, context: Any) -> Any:
+        import zmq
+
+        zsock = context.socket(zmq.PUSH)
+        zsock.setsockopt(zmq.SNDHWM, self._hwm)
+        zsock.setsockopt(zmq.LINGER, self._linger_ms)
+        try:
+            zsock.connect(self._address)
+        except zmq.ZMQError as exc:
+            zsock.close(linger=0)
+            raise TransportError(f"cannot connect a ZeroMQ PUSH socket to {self._address}: {exc}") from exc
+        return zsock
 
     def send(self, pieces: List[Any]) -> None:
         """Send ``pieces`` as one ZeroMQ message (frames never span ZeroMQ messages)."""
         import zmq
 
+        if self._zsocket is None:
+            self.open()
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         try:
             self._zsocket.send(data, copy=len(data) < _ZMQ_COPY_BELOW)
         except zmq.ZMQError as exc:
             raise TransportError(f"sending to the Executor over ZeroMQ failed: {exc}") from exc
 
-    def close(self) -> None:
+    def detach(self) -> None:
+        """Close the socket (queued messages stay with the context for ``linger``)."""
         if self._zsocket is not None:
             self._zsocket.close(linger=self._linger_ms)
             self._zsocket = None
+
+    def close(self) -> None:
+        self.detach()
         if self._context is not None:
             self._context.term()
             self._context = None
@@ -186,18 +220,22 @@ class ZmqLink:
 _zmq_lock = threading.Lock()
 _zmq_context: Any = None
 _zmq_pid: Optional[int] = None
+_exiting = False
 
 
 def shared_zmq_context() -> Any:
-    """The process's ZeroMQ context for Task-side sockets (a new one after fork).
+    """The process's ZeroMQ context for Task-side sockets (a new one after fork); None once
+    the interpreter is exiting and the exit hook ended it.
 
     Created on first use; at interpreter exit, after every writer flushed, it is destroyed:
-    open sockets are closed and queued messages get at most each socket's linger.
+    sockets are closed and queued messages get at most each socket's linger.
     """
     global _zmq_context, _zmq_pid
     import zmq
 
     with _zmq_lock:
+        if _exiting and _zmq_pid == os.getpid():
+            return None
         if _zmq_context is None or _zmq_pid != os.getpid():
             _zmq_context = zmq.Context()
             _zmq_pid = os.getpid()
@@ -215,16 +253,29 @@ def _install_exit_hook() -> None:
     if not _hook_installed:
         _hook_installed = True
         atexit.register(_flush_at_exit)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_reset_in_child)
+
+
+def _reset_in_child() -> None:
+    """After fork: locks may have been held by threads that do not exist in the child, and the
+    parent's buffered bytes and ZeroMQ context are the parent's: start afresh."""
+    global _zmq_lock
+    _zmq_lock = threading.Lock()
+    for writer in list(_writers):
+        writer._after_fork()
 
 
 def _flush_at_exit() -> None:
     """Flush every writer of this process, then end the shared ZeroMQ context (bounded by linger)."""
-    global _zmq_context
+    global _zmq_context, _exiting
     pid = os.getpid()
+    with _zmq_lock:
+        _exiting = True
     for writer in list(_writers):
         if writer._pid == pid:
             try:
-                writer.flush()
+                writer._flush_for_exit()
             except Exception as exc:  # exit must go on
                 logger.warning("could not flush a SocketCommunicator at exit: %s", exc)
     with _zmq_lock:
@@ -340,6 +391,19 @@ class FrameWriter:
             flusher.join(1.0)
         _writers.discard(self)
 
+    def _flush_for_exit(self) -> None:
+        """At exit: flush, and let go of the shared ZeroMQ context (a later write reconnects)."""
+        with self._cond:
+            if self._pid != os.getpid() or self._closed:
+                return
+            try:
+                if self._buffer:
+                    self._flush_locked()
+            finally:
+                detach = getattr(self._link, "detach", None)
+                if detach is not None:
+                    detach()
+
     @property
     def buffered(self) -> int:
         """Messages waiting in the send buffer."""
@@ -348,6 +412,7 @@ class FrameWriter:
     # ------------------------------------------------------------------ internals
     def _after_fork(self) -> None:
         """A forked child must not send its parent's buffered bytes (nor use its thread)."""
+        self._cond = threading.Condition(threading.Lock())
         self._buffer = bytearray()
         self._buffered = 0
         self._flusher = None

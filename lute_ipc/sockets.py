@@ -21,8 +21,7 @@ from . import codec
 from . import env as _env
 from ._queue import MessageQueue
 from ._reader import ReaderStats, StreamReader, ZmqReader
-from ._writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_FLUSH_SIZE, FrameWriter, StreamLink, ZmqLink, \
-    shared_zmq_context
+from ._writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_FLUSH_SIZE, FrameWriter, StreamLink, ZmqLink
 from .communicator import Communicator
 from .errors import (
     CommunicatorClosed,
@@ -389,17 +388,9 @@ class SocketCommunicator(Communicator):
         return host if host is not None else "127.0.0.1"  # an address: no name lookup per connection
 
     def _zmq_link(self, address: str) -> ZmqLink:
-        import zmq
-
-        zsock = shared_zmq_context().socket(zmq.PUSH)
-        zsock.setsockopt(zmq.SNDHWM, 160000)
-        zsock.setsockopt(zmq.LINGER, int(self.linger * 1000))
-        try:
-            zsock.connect(address)
-        except zmq.ZMQError as exc:
-            zsock.close(linger=0)
-            raise TransportError(f"cannot connect a ZeroMQ PUSH socket to {address}: {exc}") from exc
-        return ZmqLink(zsock, self.linger)
+        link = ZmqLink(address, self.linger)
+        link.open()
+        return link
 
     # ------------------------------------------------------------------ reading
     def read(self, proc: Optional[subprocess.Popen] = None, wait: Optional[float] = None) -> Message:
