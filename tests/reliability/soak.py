@@ -193,8 +193,10 @@ def run_cycle(index: int, transport, cycle_seconds: float, totals: Totals) -> No
             totals.received += len(got)
             if len(got) != done["sent"]:
                 totals.lost += done["sent"] - len(got)
+                missing = sorted(set(range(done["sent"])) - set(got))
                 totals.problems.append(f"cycle {index} {_name(transport)} {sender}: sent {done['sent']} "
-                                       f"received {len(got)}")
+                                       f"received {len(got)}, missing seq {missing[:1]}..{missing[-1:]} "
+                                       f"(exit {code}, reader stats {vars(stats)})")
     finally:
         group.cleanup()
         ex.clear_communicator()

@@ -123,7 +123,10 @@ def test_task_sigkilled_mid_frame(monkeypatch, group: Group, caplog, transport) 
         stats = ex.stats
     assert tally.seqs["filler"] == list(range(3000))
     assert tally.seqs["later"] == list(range(1000))
-    assert tally.seqs.get("victim") == list(range(50)), "messages written before the cut frame were lost"
+    victim_got = tally.seqs.get("victim")
+    if use_zmq and victim_got == list(range(50)) + [-1]:
+        victim_got = victim_got[:-1]  # ZeroMQ: the 32 MiB message got through whole before the kill
+    assert victim_got == list(range(50)), "messages written before the cut frame were lost"
     assert not tally.corrupt and not tally.other
     if not use_zmq:
         assert stats.errors_by_type.get("TruncatedFrame") == 1, stats
