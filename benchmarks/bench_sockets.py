@@ -13,7 +13,12 @@ Prints one table per experiment; every figure is the median of ``--repeats`` run
    ``benchmarks/lute_reference.py`` fed by a LUTE-style writer (connect, send, close).
    Target: >= 5x.
 3. Latency at a fixed rate: messages carry their send time (``time.perf_counter``, the
-   system-wide monotonic clock on Linux); p50/p99 of receive - send.
+   system-wide monotonic clock on Linux); p50/p99 of receive - send. At a low rate (the
+   default 50 msg/s) every message is a lone message on an idle Task: it waits for the
+   send buffer's latency bound (default 1 ms) and the flusher thread.
+4. Large payloads: COUNT messages of 64 KiB ``bytes`` (sent in place with ``sendmsg``),
+   one Task -> ``read()``, against ``multiprocessing.connection`` ``send``/``recv`` over
+   AF_UNIX between the same two kinds of processes. Target: ratio >= 1.0.
 Not part of the test suite.
 """
 
@@ -39,7 +44,8 @@ from benchmarks.lute_reference import LuteSocketReader, lute_encode  # noqa: E40
 from lute_ipc import Message, Party, SocketCommunicator  # noqa: E402
 from lute_ipc.framing import IMPLEMENTATION  # noqa: E402
 
-CONTENTS = "x" * 48  # a Message with this text pickles to a ~140-byte frame
+CONTENTS = "x" * 48  # a Message with this text pickles to a ~124-byte payload (~140-byte frame)
+LARGE = b"L" * 65536
 TRANSPORTS = [("raw", "unix"), ("raw", "tcp"), ("zmq", "unix"), ("zmq", "tcp")]
 
 
@@ -76,6 +82,24 @@ def _child(argv: List[str]) -> None:
         _ready()
         for _ in range(count):
             _lute_send(lute_encode(msg))
+    elif role == "ours-large":
+        comm = SocketCommunicator(Party.TASK)
+        comm.delayed_setup()
+        _ready()
+        write = comm.write
+        big = Message(contents=LARGE, signal="TASK_LOG")
+        for _ in range(count):
+            write(big)
+        comm.clear_communicator()
+    elif role == "mpc-large":
+        from multiprocessing.connection import Client
+
+        conn = Client(os.environ["BENCH_MPC_ADDRESS"], family="AF_UNIX")
+        _ready()
+        big = Message(contents=LARGE, signal="TASK_LOG")
+        for _ in range(count):
+            conn.send(big)
+        conn.close()
     elif role in ("ours-rate", "pyzmq-rate"):
         if role == "ours-rate":
             comm = SocketCommunicator(Party.TASK)
@@ -261,6 +285,42 @@ def run_lute_reader(family: str, count: int, writers: int = 1) -> float:
             os.rmdir(tmpdir)
 
 
+def run_mpc_large(count: int) -> float:
+    """multiprocessing.connection send/recv over AF_UNIX (the 64 KiB baseline)."""
+    from multiprocessing.connection import Listener
+
+    tmpdir = tempfile.mkdtemp(prefix="bench-mpc-")
+    address = os.path.join(tmpdir, "mpc.sock")
+    listener = Listener(address, family="AF_UNIX")
+    try:
+        proc = _spawn_after_accept(listener, "mpc-large", count, {"BENCH_MPC_ADDRESS": address})
+        conn, proc = proc
+        start = _go(proc)
+        recv = conn.recv
+        for _ in range(count):
+            recv()
+        elapsed = time.perf_counter() - start
+        _end(proc)
+        conn.close()
+        return elapsed
+    finally:
+        listener.close()
+        if os.path.exists(address):
+            os.unlink(address)
+        os.rmdir(tmpdir)
+
+
+def _spawn_after_accept(listener, role: str, count: int, extra: Dict[str, str]):
+    import threading
+
+    box: Dict[str, object] = {}
+    thread = threading.Thread(target=lambda: box.update(conn=listener.accept()))
+    thread.start()
+    proc = _spawn(role, count, extra=extra)
+    thread.join(30)
+    return box["conn"], proc
+
+
 def latency_ours(kind: str, family: str, count: int, rate: float) -> List[float]:
     _env_for(kind, family)
     ex = SocketCommunicator(Party.EXECUTOR, use_zmq=(kind == "zmq"))
@@ -362,6 +422,24 @@ def latency_report(count: int, rate: float, repeats: int) -> None:
            ("transport", "ours p50", "ours p99", "pyzmq p50", "pyzmq p99"), rows)
 
 
+def large_report(count: int, repeats: int) -> None:
+    rows = []
+    for family in ("unix", "tcp"):
+        times = _median_runs({
+            "ours": lambda: run_ours("raw", family, "ours-large", count),
+            "mpc": lambda: run_mpc_large(count),
+        }, repeats)
+        ratios = [b / a for a, b in zip(times["ours"], times["mpc"])]
+        mib = count * len(LARGE) / 2 ** 20
+        rows.append((f"raw-{family}", f"{count / statistics.median(times['ours']):,.0f}",
+                     f"{mib / statistics.median(times['ours']):,.0f}",
+                     f"{count / statistics.median(times['mpc']):,.0f}", f"{statistics.median(ratios):.2f}x",
+                     "ok" if statistics.median(ratios) >= 1.0 else "BELOW 1.0x"))
+    _table(f"4. Large payloads: {count:,} x 64 KiB bytes, one Task -> read() vs multiprocessing.connection "
+           f"AF_UNIX (median of {repeats})",
+           ("transport", "ours msg/s", "ours MiB/s", "mpc AF_UNIX msg/s", "ours/mpc", "target 1.0x"), rows)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         _child(sys.argv[2:])
@@ -369,29 +447,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=100_000, help="messages per stream run")
     parser.add_argument("--per-message-count", type=int, default=2000, help="messages per connection-per-message run")
-    parser.add_argument("--rate", type=float, default=2000.0, help="messages/s for the latency runs")
-    parser.add_argument("--latency-count", type=int, default=2000, help="messages per latency run")
+    parser.add_argument("--rate", type=float, default=50.0, help="messages/s for the latency runs (50: each "
+                        "message is a lone message on an idle Task)")
+    parser.add_argument("--latency-count", type=int, default=400, help="messages per latency run")
+    parser.add_argument("--large-count", type=int, default=5000, help="64 KiB messages per large-payload run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--writers", type=int, default=4, help="concurrent Task processes in the second "
                         "connection-per-message round")
     parser.add_argument("--quick", action="store_true", help="10x fewer messages, 1 repeat")
-    parser.add_argument("--only", choices=["stream", "per-message", "latency"], action="append")
+    parser.add_argument("--only", choices=["stream", "per-message", "latency", "large"], action="append")
     args = parser.parse_args()
     if args.quick:
         args.count //= 10
         args.per_message_count //= 4
         args.latency_count //= 4
+        args.large_count //= 5
         args.repeats = 1
     print(f"lute_ipc socket benchmark: framing core {IMPLEMENTATION}, python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs")
     logging.getLogger("lute_ipc").setLevel(logging.ERROR)  # the LUTE-client rows turn authentication off
-    only = set(args.only or ["stream", "per-message", "latency"])
+    only = set(args.only or ["stream", "per-message", "latency", "large"])
     if "stream" in only:
         stream_report(args.count, args.repeats)
     if "per-message" in only:
         per_message_report(args.per_message_count, args.repeats, args.writers)
     if "latency" in only:
         latency_report(args.latency_count, args.rate, args.repeats)
+    if "large" in only:
+        large_report(args.large_count, args.repeats)
 
 
 if __name__ == "__main__":

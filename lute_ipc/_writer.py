@@ -30,6 +30,7 @@ the writers flushed, within each socket's linger).
 from __future__ import annotations
 
 import atexit
+import heapq
 import errno
 import hmac
 import logging
@@ -245,6 +246,9 @@ def shared_zmq_context() -> Any:
 
 # ---------------------------------------------------------------------- exit hook
 _writers: "weakref.WeakSet[FrameWriter]" = weakref.WeakSet()
+_pending: set = set()
+"""Writers holding unsent messages: referenced strongly, so a communicator dropped without
+close() still has its buffer flushed (by the flusher thread, or at exit)."""
 _hook_installed = False
 
 
@@ -262,6 +266,7 @@ def _reset_in_child() -> None:
     parent's buffered bytes and ZeroMQ context are the parent's: start afresh."""
     global _zmq_lock
     _zmq_lock = threading.Lock()
+    _flusher.__init__()  # type: ignore[misc]
     for writer in list(_writers):
         writer._after_fork()
 
@@ -272,7 +277,7 @@ def _flush_at_exit() -> None:
     pid = os.getpid()
     with _zmq_lock:
         _exiting = True
-    for writer in list(_writers):
+    for writer in list(_writers) + [w for w in list(_pending) if w not in _writers]:
         if writer._pid == pid:
             try:
                 writer._flush_for_exit()
@@ -325,8 +330,6 @@ class FrameWriter:
         self._buffered = 0  # messages in the buffer
         self._deadline = 0.0
         self._cond = threading.Condition(threading.Lock())
-        self._flusher: Optional[threading.Thread] = None
-        self._flusher_idle = False
         self._closed = False
         self._pid = os.getpid()
         self.frames_sent = 0
@@ -360,11 +363,9 @@ class FrameWriter:
             if msg.signal not in _BATCHED_SIGNALS or len(buffer) >= self.flush_size or not self.flush_interval:
                 self._flush_locked()
             elif was_empty:
-                self._deadline = time.monotonic() + self.flush_interval
-                if self._flusher is None:
-                    self._start_flusher()
-                elif self._flusher_idle:
-                    self._cond.notify()
+                self._deadline = deadline = time.monotonic() + self.flush_interval
+                _pending.add(self)
+                _flusher.schedule(self, deadline)
             elif time.monotonic() >= self._deadline:
                 self._flush_locked()
 
@@ -384,11 +385,7 @@ class FrameWriter:
                     self._flush_locked()
             finally:
                 self._closed = True
-                self._cond.notify_all()
                 self._link.close()
-        flusher = self._flusher
-        if flusher is not None and flusher is not threading.current_thread():
-            flusher.join(1.0)
         _writers.discard(self)
 
     def _flush_for_exit(self) -> None:
@@ -415,7 +412,7 @@ class FrameWriter:
         self._cond = threading.Condition(threading.Lock())
         self._buffer = bytearray()
         self._buffered = 0
-        self._flusher = None
+        _pending.discard(self)
         self._pid = os.getpid()
 
     def _flush_locked(self) -> None:
@@ -424,6 +421,7 @@ class FrameWriter:
         if isinstance(self._link, ZmqLink) and len(buffer) >= _ZMQ_COPY_BELOW:
             self._buffer = bytearray()  # ZeroMQ keeps the sent one without copying it
         self._buffered = 0
+        _pending.discard(self)
         try:
             self._link.send([buffer])
         except BaseException:
@@ -452,6 +450,7 @@ class FrameWriter:
             else:
                 frame.insert(0, self._buffer)
         self._buffered = 0
+        _pending.discard(self)
         try:
             self._link.send(frame)
         except BaseException:
@@ -463,26 +462,69 @@ class FrameWriter:
         self.sends += 1
         self.frames_sent += count + 1
 
-    def _start_flusher(self) -> None:
-        self._flusher = threading.Thread(target=self._flush_loop, name="lute-ipc-flusher", daemon=True)
-        self._flusher.start()
+    def _flush_due(self) -> None:
+        """Called by the flusher thread: send the buffer if its latency bound expired."""
+        with self._cond:
+            if self._closed or not self._buffer or self._pid != os.getpid():
+                return
+            if time.monotonic() < self._deadline:
+                return  # refilled since: its own entry for the new deadline is scheduled
+            try:
+                self._flush_locked()
+            except Exception as exc:  # the flusher never dies; the loss is counted in frames_lost
+                logger.warning("sending buffered messages to the Executor failed: %s", exc)
 
-    def _flush_loop(self) -> None:
-        """Send the buffer when its oldest message reaches the latency bound, even if the Task is idle."""
-        me = threading.current_thread()
-        cond = self._cond
-        with cond:
-            while not self._closed and self._flusher is me:
-                if not self._buffer:
-                    self._flusher_idle = True
-                    cond.wait()
-                    self._flusher_idle = False
-                    continue
-                delay = self._deadline - time.monotonic()
-                if delay > 0:
-                    cond.wait(delay)
-                    continue
-                try:
-                    self._flush_locked()
-                except Exception as exc:  # never die; the loss is counted in frames_lost
-                    logger.warning("sending buffered messages to the Executor failed: %s", exc)
+
+class _Flusher:
+    """One daemon thread per process that flushes writers whose latency bound expired.
+
+    Writers schedule themselves when their buffer stops being empty; the thread sleeps
+    until the earliest deadline. One thread for all writers, so a connection-per-message
+    Task does not start a thread per connection.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._due: List[Any] = []  # heap of (deadline, serial, weakref to writer)
+        self._serial = 0
+        self._thread: Optional[threading.Thread] = None
+        self._pid = os.getpid()
+        self._sleeping_until = 0.0  # 0: running; inf: idle
+
+    def schedule(self, writer: FrameWriter, deadline: float) -> None:
+        if self._pid != os.getpid():
+            self.__init__()  # type: ignore[misc]  # forked: the parent's thread is not here
+        with self._lock:
+            self._serial += 1
+            heapq.heappush(self._due, (deadline, self._serial, weakref.ref(writer)))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lute-ipc-flusher", daemon=True)
+                self._thread.start()
+            elif deadline < self._sleeping_until:
+                self._wake.notify()
+
+    def _run(self) -> None:
+        due = self._due
+        while True:
+            ready = []
+            with self._lock:
+                while True:
+                    now = time.monotonic()
+                    while due and due[0][0] <= now:
+                        ready.append(heapq.heappop(due)[2])
+                    if ready:
+                        break
+                    self._sleeping_until = due[0][0] if due else float("inf")
+                    self._wake.wait(None if not due else due[0][0] - now)
+                self._sleeping_until = 0.0
+            for ref in ready:
+                writer = ref()
+                if writer is not None:
+                    try:
+                        writer._flush_due()
+                    except Exception:  # pragma: no cover - _flush_due catches; never die
+                        logger.exception("flusher: unexpected error")
+
+
+_flusher = _Flusher()
