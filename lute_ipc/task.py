@@ -36,10 +36,11 @@ deliver what is queued) or explicitly by :func:`close_reporter`, and is reset in
 forked child so parent and child never share one connection.
 
 Ordering: messages on one channel arrive in the order they were reported; the pipe and
-the socket are two channels, so a pipe message may overtake a socket message reported
-just before it (as in LUTE). Report a final signal after the results it concludes and
-the Executor helper (:mod:`lute_ipc.executor`), which drains both channels after the
-Task exits, sees everything.
+the socket are two channels. The socket writer batches (see :mod:`lute_ipc._writer`), so
+before a signal other than ``TASK_LOG`` goes through the pipe, the socket's buffer is
+flushed: the results a signal concludes have left the Task before the signal does (they
+may still be read after it, as in LUTE; the Executor helper :mod:`lute_ipc.executor`
+drains both channels after the Task exits and sees everything).
 """
 
 from __future__ import annotations
@@ -118,6 +119,15 @@ class TaskReporter:
         if self._closed:
             raise CommunicatorClosed("this TaskReporter was closed")
         if goes_to_pipe(msg, self.pipe_text_limit):
+            if msg.signal is not None and msg.signal != "TASK_LOG":
+                # A signal concludes what was sent before it: the socket writer batches, so
+                # push its buffer out first, or the signal could overtake (and, if the Task
+                # then exits abruptly, outlive) the results it concludes.
+                sock = self._socket
+                if sock is not None:
+                    flush = getattr(sock, "flush", None)
+                    if flush is not None:
+                        flush()
             with self._pipe_lock:  # keeps each message's stdout and stderr parts together
                 self._pipe_communicator().write(msg)
                 self.pipe_messages += 1
