@@ -138,13 +138,54 @@ class CompatUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+class _ViewReader:
+    """A read-only binary file over a buffer, handing out zero-copy memoryview slices.
+
+    ``io.BytesIO`` copies anything but ``bytes``; copying a large payload into fresh memory
+    costs more than unpickling it. The C unpickler accepts any buffer from ``read``.
+    """
+
+    __slots__ = ("_view", "_pos")
+
+    def __init__(self, data: Buffer) -> None:
+        view = memoryview(data)
+        self._view = view if view.format == "B" and view.ndim == 1 else view.cast("B")
+        self._pos = 0
+
+    def read(self, size: int = -1) -> memoryview:
+        start = self._pos
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), start + size)
+        self._pos = end
+        return self._view[start:end]
+
+    def readinto(self, target: Any) -> int:
+        chunk = self.read(len(memoryview(target).cast("B")))
+        memoryview(target).cast("B")[:len(chunk)] = chunk
+        return len(chunk)
+
+    def readline(self, size: int = -1) -> bytes:
+        view, start = self._view, self._pos
+        end = len(view) if size is None or size < 0 else min(len(view), start + size)
+        newline = bytes(view[start:end]).find(b"\n")  # only protocol 0/1 text opcodes use lines
+        self._pos = end if newline < 0 else start + newline + 1
+        return bytes(view[start:self._pos])
+
+
 def compat_loads(data: Buffer) -> Any:
     """Unpickle ``data`` with :class:`CompatUnpickler` (no fast path)."""
-    return CompatUnpickler(io.BytesIO(data)).load()
+    return CompatUnpickler(io.BytesIO(data) if type(data) is bytes else _ViewReader(data)).load()
+
+
+SCAN_LIMIT: int = 8192
+"""Payloads up to this size are scanned for LUTE's module name (then plain ``pickle.loads``);
+larger ones go straight to :class:`CompatUnpickler`, whose mapping costs per global, not per
+byte (at 64 KiB a scan costs several times the unpickling)."""
 
 
 def loads(data: Buffer) -> Any:
     """Unpickle a payload, decoding LUTE's classes as lute_ipc's (trusting: full pickle)."""
+    if len(data) > SCAN_LIMIT:
+        return compat_loads(data)
     if _LEGACY_RE.search(data) is None:
         return _pickle_loads(data)
     return compat_loads(data)
