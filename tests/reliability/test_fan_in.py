@@ -67,7 +67,7 @@ def test_fan_in_8_tasks_no_loss_order_kept_memory_bounded(group: Group, transpor
     deadline = time.monotonic() + 240
     codes = [t.wait(max(0.1, deadline - time.monotonic())) for t in tasks]
     try:  # every Task has ended: what they sent must arrive soon
-        result = ex.wait_for("result", 30)["result"]
+        result = ex.wait_for("result", 15)["result"]
     except AssertionError:
         ex.send("stop")
         result = ex.wait_for("result", 30)["result"]
