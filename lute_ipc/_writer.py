@@ -62,6 +62,7 @@ _PEER_CHECK_AFTER = 0.01
 _RESET_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 _BATCHED_SIGNALS = frozenset({None, "TASK_LOG"})
 _IOV_MAX = 512
+_NEVER_LARGE = frozenset({str, int, float, bool, type(None)})
 _ZMQ_COPY_BELOW = 64 * 1024
 
 
@@ -329,7 +330,7 @@ class FrameWriter:
         self._buffer = bytearray()
         self._buffered = 0  # messages in the buffer
         self._deadline = 0.0
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = threading.Lock()
         self._closed = False
         self._pid = os.getpid()
         self.frames_sent = 0
@@ -347,12 +348,11 @@ class FrameWriter:
 
     def write(self, msg: Message) -> None:
         """Frame ``msg`` into the buffer; send now if a flush rule says so."""
-        large = _oob.has_large_buffer(msg.contents) if type(msg) is Message else False
+        contents = msg.contents
+        large = type(contents) not in _NEVER_LARGE and _oob.has_large_buffer(contents)
         with self._cond:
             if self._closed:
                 raise CommunicatorClosed("this SocketCommunicator was closed")
-            if self._pid != os.getpid():
-                self._after_fork()
             if large:
                 self._send_large(msg)
                 return
@@ -409,7 +409,7 @@ class FrameWriter:
     # ------------------------------------------------------------------ internals
     def _after_fork(self) -> None:
         """A forked child must not send its parent's buffered bytes (nor use its thread)."""
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = threading.Lock()
         self._buffer = bytearray()
         self._buffered = 0
         _pending.discard(self)
