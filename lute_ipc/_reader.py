@@ -40,6 +40,7 @@ DecoderFactory = Callable[[Callable[[ProtocolError], None]], Any]
 _WAKE = object()
 _LISTENER = object()
 _RECV_SIZE = 256 * 1024
+_ZMQ_BATCH = 1024
 
 
 @dataclass
@@ -439,5 +440,10 @@ class ZmqReader(_ReaderThread):
             decoder.feed_eof()
             if messages:
                 batch.extend(messages)
+                if len(batch) >= _ZMQ_BATCH:  # a ZeroMQ message may hold hundreds of frames:
+                    self._deliver(batch)      # hand them over often, so the queue bound holds
+                    batch = []
+                    if self._stopping:
+                        return
         if batch:
             self._deliver(batch)
