@@ -22,7 +22,7 @@ import pickletools
 import struct
 from typing import Any, List, Optional, Tuple
 
-__all__ = ["pickle_pieces", "has_large_buffer", "LARGE_BUFFER"]
+__all__ = ["pickle_pieces", "has_large_buffer", "largest_buffer", "LARGE_BUFFER"]
 
 LARGE_BUFFER = 32 * 1024
 """Buffers of at least this many bytes are sent in place; smaller ones are pickled in band."""
@@ -41,19 +41,32 @@ def _is_large(obj: Any, threshold: int) -> bool:
     return False
 
 
-def has_large_buffer(contents: Any, threshold: int = LARGE_BUFFER) -> bool:
-    """True when ``contents`` is, or directly holds (first items of a list, tuple or dict's
-    values), a ``bytes``/``bytearray``/numpy array of at least ``threshold`` bytes. Cheap."""
-    if _is_large(contents, threshold):
-        return True
+def _size(obj: Any) -> int:
+    kind = type(obj)
+    if kind is bytes or kind is bytearray:
+        return len(obj)
+    if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
+        return int(obj.nbytes)
+    return 0
+
+
+def largest_buffer(contents: Any) -> int:
+    """Size of the largest ``bytes``/``bytearray``/numpy array that ``contents`` is or directly
+    holds (first items of a list, tuple or dict's values); 0 if none. Cheap."""
+    size = _size(contents)
     kind = type(contents)
     if kind is tuple or kind is list:
         items = contents[:_SCAN_ITEMS]
     elif kind is dict:
         items = list(contents.values())[:_SCAN_ITEMS]
     else:
-        return False
-    return any(_is_large(item, threshold) for item in items)
+        return size
+    return max([size] + [_size(item) for item in items])
+
+
+def has_large_buffer(contents: Any, threshold: int = LARGE_BUFFER) -> bool:
+    """True when :func:`largest_buffer` of ``contents`` is at least ``threshold`` bytes."""
+    return largest_buffer(contents) >= threshold
 
 
 class _Repeated(Exception):

@@ -42,6 +42,7 @@ import weakref
 from typing import Any, Callable, List, Optional
 
 from . import _oob
+from .codec import dumps
 from .errors import CommunicatorClosed, TransportError
 from .framing import AUTH_TRAILER, PLAIN_TRAILER, append_frame, frame_head
 from .message import Message
@@ -62,6 +63,10 @@ _PEER_CHECK_AFTER = 0.01
 _RESET_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 _BATCHED_SIGNALS = frozenset({None, "TASK_LOG"})
 _IOV_MAX = 512
+_LARGE = _oob.LARGE_BUFFER
+"""Messages holding a buffer this large are sent at once, scatter-gather (no copy into the send buffer)."""
+_OUT_OF_BAND = 512 * 1024
+"""From this buffer size on, the buffer is not even copied into the pickle (protocol-5 re-inlining)."""
 _NEVER_LARGE = frozenset({str, int, float, bool, type(None)})
 _ZMQ_COPY_BELOW = 64 * 1024
 
@@ -349,12 +354,14 @@ class FrameWriter:
     def write(self, msg: Message) -> None:
         """Frame ``msg`` into the buffer; send now if a flush rule says so."""
         contents = msg.contents
-        large = type(contents) not in _NEVER_LARGE and _oob.has_large_buffer(contents)
+        large = 0 if type(contents) in _NEVER_LARGE else _oob.largest_buffer(contents)
+        if large < _LARGE:
+            large = 0
         with self._cond:
             if self._closed:
                 raise CommunicatorClosed("this SocketCommunicator was closed")
             if large:
-                self._send_large(msg)
+                self._send_large(msg, large >= _OUT_OF_BAND)
                 return
             buffer = self._buffer
             was_empty = not buffer
@@ -433,8 +440,12 @@ class FrameWriter:
         self.sends += 1
         self.frames_sent += count
 
-    def _send_large(self, msg: Message) -> None:
-        pieces, size = _oob.pickle_pieces(msg)
+    def _send_large(self, msg: Message, out_of_band: bool) -> None:
+        if out_of_band:  # pickle without copying the buffers
+            pieces, size = _oob.pickle_pieces(msg)
+        else:  # one copy (into the pickle) costs less than walking the opcodes in Python
+            payload = dumps(msg)
+            pieces, size = [payload], len(payload)
         signed = self._gather_tagger is not None
         head = frame_head(size, authenticated=signed)
         frame: List[Any] = [head, *pieces]

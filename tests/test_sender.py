@@ -185,6 +185,8 @@ def large_messages() -> List[Message]:
         Message(contents=bytearray(b"MSG;;;") * 10000),
         Message(contents=("name", b"y" * 70000, bytearray(40000), 7), signal="TASK_LOG"),
         Message(contents={"a": b"z" * 50000, "b": "small"}),
+        # from 512 KiB on, buffers are not even copied into the pickle (protocol-5 re-inlining)
+        Message(contents=(b"\x97" * 600000, bytearray(b"\x98;;;GSM") * 80000), signal="TASK_RESULT"),
     ]
     return msgs
 
@@ -211,6 +213,7 @@ def test_large_payloads_round_trip_in_order_with_small_ones(monkeypatch: pytest.
 def test_numpy_arrays_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
     np = _numpy()
     arrays = [np.arange(50000, dtype=np.float64).reshape(500, 100),
+              np.arange(200000, dtype=np.float64).reshape(400, 500),  # 1.6 MB: out of band
               np.asfortranarray(np.ones((200, 300), dtype=np.int32)),
               np.arange(10)]
     readonly = np.arange(20000)
