@@ -15,8 +15,10 @@ call (raw sockets) or one ZeroMQ message when
 A message holding a large buffer (``bytes``, ``bytearray``, numpy array, see
 :mod:`lute_ipc._oob`) is sent at once, before ``write()`` returns, with scatter-gather
 I/O: head, pickle pieces, the buffers themselves and the trailer go out in one
-``sendmsg`` without being concatenated (ZeroMQ: one copy into a message sent with
-``copy=False``, since a frame must not span ZeroMQ messages).
+``sendmsg`` without being concatenated (ZeroMQ: the pieces are joined and libzmq copies
+the message: a frame must not span ZeroMQ messages, and a zero-copy ZeroMQ send can be
+read by libzmq after pyzmq released the buffer at interpreter exit, which crashed Tasks
+with "Bad address" and sent corrupt frames).
 
 Loss: nothing written before ``flush()`` returns or before a clean ``close()``/exit is
 lost. A Task killed by SIGKILL (or ``os._exit``) loses what is still in the buffer: at
@@ -68,7 +70,6 @@ _LARGE = _oob.LARGE_BUFFER
 _OUT_OF_BAND = 512 * 1024
 """From this buffer size on, the buffer is not even copied into the pickle (protocol-5 re-inlining)."""
 _NEVER_LARGE = frozenset({str, int, float, bool, type(None)})
-_ZMQ_COPY_BELOW = 64 * 1024
 
 
 # ---------------------------------------------------------------------- links
@@ -207,7 +208,10 @@ class ZmqLink:
             self.open()
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         try:
-            self._zsocket.send(data, copy=len(data) < _ZMQ_COPY_BELOW)
+            # Always let libzmq copy: with copy=False, pyzmq may release the buffer (its
+            # garbage-collector thread stops when the context ends at exit) while libzmq's I/O
+            # thread still sends from it: crashes ("Bad address") and corrupt frames.
+            self._zsocket.send(data, copy=True)
         except zmq.ZMQError as exc:
             raise TransportError(f"sending to the Executor over ZeroMQ failed: {exc}") from exc
 
@@ -425,8 +429,6 @@ class FrameWriter:
     def _flush_locked(self) -> None:
         buffer = self._buffer
         count = self._buffered
-        if isinstance(self._link, ZmqLink) and len(buffer) >= _ZMQ_COPY_BELOW:
-            self._buffer = bytearray()  # ZeroMQ keeps the sent one without copying it
         self._buffered = 0
         _pending.discard(self)
         try:

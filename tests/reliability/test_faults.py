@@ -339,19 +339,12 @@ def test_executor_exits_with_tasks_connected(group: Group, transport, how: str) 
 
 
 # --------------------------------------------------------------------------- large ZeroMQ message at exit
-ZMQ_EXIT_CRASH = pytest.mark.xfail(strict=True, reason=(
-    "BUG (docs/RELIABILITY.md 4.1, since the batching writer ddf9b24): a ZeroMQ Task that writes a large "
-    "message and exits dies with SIGABRT ('Bad address (src/tcp.cpp:227)') or SIGSEGV after "
-    "clear_communicator() returned, and its message never arrives; at 3322171 all Tasks exit 0 and every "
-    "message arrives."))
-
-
-@pytest.mark.parametrize("transport", [pytest.param(p.values[0], id=p.id, marks=ZMQ_EXIT_CRASH)
-                                       for p in TRANSPORTS[2:]])
+@pytest.mark.parametrize("transport", [pytest.param(p.values[0], id=p.id) for p in TRANSPORTS[2:]])
 def test_zmq_task_writes_large_message_then_exits(monkeypatch, group: Group, transport) -> None:
     """24 ZeroMQ Tasks (3 rounds of 8) each write one message of 1 MiB right after set-up, close and exit
     normally while the Executor reads: each must exit 0 and every message must arrive. No fault
-    is injected: this is the reference for the ZeroMQ failures of the fan-in and soak runs."""
+    is injected. Regression test for docs/RELIABILITY.md 4.1 (zero-copy ZeroMQ sends read by libzmq
+    after pyzmq released the buffer at exit: SIGABRT 'Bad address', SIGSEGV, corrupt frames)."""
     use_zmq, tcp = transport
     with _executor(monkeypatch, use_zmq, tcp) as ex:
         tally = Tally()
