@@ -47,7 +47,11 @@ class LuteDecoder:
             if end < 0 or len(fields) != 3 or len(fields[2]) != int(fields[1] or -1):
                 self.partial = buffer  # LUTE keeps it and waits (forever, if a payload holds ';;;')
                 break
-            decoded.append(pickle.loads(fields[2]))
+            try:
+                decoded.append(pickle.loads(fields[2]))
+            except pickle.UnpicklingError:
+                self.partial = buffer  # as LUTE: kept, and retried with the next data
+                break
             buffer = buffer[end + len(TRAILER):]
         return decoded
 
