@@ -70,5 +70,5 @@ encode_payload = _impl.encode_payload
 append_frame = _impl.append_frame
 append_payload = _impl.append_payload
 frame_head = _impl.frame_head
-MixedStreamSplitter = getattr(_impl, "MixedStreamSplitter", None)
-SignalTokenizer = getattr(_impl, "SignalTokenizer", None)
+MixedStreamSplitter = _impl.MixedStreamSplitter
+SignalTokenizer = _impl.SignalTokenizer
