@@ -25,8 +25,8 @@ lost. A Task killed by SIGKILL (or ``os._exit``) loses what is still in the buff
 most ``flush_interval`` seconds / ``flush_size`` bytes of ``TASK_LOG``/signal-less messages.
 
 Links: :class:`StreamLink` (raw Unix/TCP socket, reconnected on demand) or
-:class:`ZmqLink` (ZeroMQ PUSH on a process-wide context that is closed at exit, after
-the writers flushed, within each socket's linger).
+:class:`ZmqLink` (ZeroMQ PUSH on a context of its own; closing it, or interpreter exit
+after the writers flushed, waits at most ``linger`` for delivery).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from .errors import CommunicatorClosed, TransportError
 from .framing import AUTH_TRAILER, PLAIN_TRAILER, append_frame, frame_head
 from .message import Message
 
-__all__ = ["FrameWriter", "StreamLink", "ZmqLink", "shared_zmq_context", "DEFAULT_FLUSH_INTERVAL",
+__all__ = ["FrameWriter", "StreamLink", "ZmqLink", "DEFAULT_FLUSH_INTERVAL",
            "DEFAULT_FLUSH_SIZE"]
 
 logger = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def _peer_closed(sock: socket.socket) -> bool:
 
 
 class ZmqLink:
-    """A ZeroMQ PUSH socket connected to ``address``, on the process-wide context.
+    """A ZeroMQ PUSH socket connected to ``address``, on a context of its own.
 
     Args:
         address: ZeroMQ endpoint (``ipc://...`` or ``tcp://host:port``).
@@ -164,9 +164,8 @@ class ZmqLink:
             at exit).
         hwm: send high-water mark (messages queued before ``send`` blocks).
 
-    At interpreter exit the shared context is ended after every writer flushed; a link
-    used after that (e.g. by ``logging.shutdown``, which runs later) gets a private
-    context that its :meth:`close` terminates, waiting at most ``linger``.
+    :meth:`close` terminates the context, which waits at most ``linger`` for queued
+    messages to be delivered; at interpreter exit every writer is flushed and closed.
     """
 
     def __init__(self, address: str, linger: float, hwm: int = 160000) -> None:
@@ -180,11 +179,12 @@ class ZmqLink:
         """Create and connect the socket (ZeroMQ connects in the background)."""
         if self._zsocket is not None:
             return
-        context = shared_zmq_context()
-        if context is None:
-            import zmq
+        # A private context: close() terminates it, which is what waits (at most ``linger``)
+        # until queued messages are delivered. On a shared context close() returned at once
+        # and a Task that then ended with os._exit (a forked child) lost what was queued.
+        import zmq
 
-            context = self._context = self._context or zmq.Context()
+        context = self._context = self._context or zmq.Context()
         self._zsocket = self._connect(context)
 
     def _connect(self, context: Any) -> Any:
@@ -228,32 +228,6 @@ class ZmqLink:
             self._context = None
 
 
-_zmq_lock = threading.Lock()
-_zmq_context: Any = None
-_zmq_pid: Optional[int] = None
-_exiting = False
-
-
-def shared_zmq_context() -> Any:
-    """The process's ZeroMQ context for Task-side sockets (a new one after fork); None once
-    the interpreter is exiting and the exit hook ended it.
-
-    Created on first use; at interpreter exit, after every writer flushed, it is destroyed:
-    sockets are closed and queued messages get at most each socket's linger.
-    """
-    global _zmq_context, _zmq_pid
-    import zmq
-
-    with _zmq_lock:
-        if _exiting and _zmq_pid == os.getpid():
-            return None
-        if _zmq_context is None or _zmq_pid != os.getpid():
-            _zmq_context = zmq.Context()
-            _zmq_pid = os.getpid()
-            _install_exit_hook()
-        return _zmq_context
-
-
 # ---------------------------------------------------------------------- exit hook
 _writers: "weakref.WeakSet[FrameWriter]" = weakref.WeakSet()
 _pending: set = set()
@@ -273,34 +247,21 @@ def _install_exit_hook() -> None:
 
 def _reset_in_child() -> None:
     """After fork: locks may have been held by threads that do not exist in the child, and the
-    parent's buffered bytes and ZeroMQ context are the parent's: start afresh."""
-    global _zmq_lock
-    _zmq_lock = threading.Lock()
+    parent's buffered bytes are the parent's: start afresh."""
     _flusher.__init__()  # type: ignore[misc]
     for writer in list(_writers):
         writer._after_fork()
 
 
 def _flush_at_exit() -> None:
-    """Flush every writer of this process, then end the shared ZeroMQ context (bounded by linger)."""
-    global _zmq_context, _exiting
+    """Flush every writer of this process (ZeroMQ links are closed, bounded by their linger)."""
     pid = os.getpid()
-    with _zmq_lock:
-        _exiting = True
     for writer in list(_writers) + [w for w in list(_pending) if w not in _writers]:
         if writer._pid == pid:
             try:
                 writer._flush_for_exit()
             except Exception as exc:  # exit must go on
                 logger.warning("could not flush a SocketCommunicator at exit: %s", exc)
-    with _zmq_lock:
-        context, _zmq_context = _zmq_context, None
-        owned = _zmq_pid == pid
-    if context is not None and owned:
-        try:
-            context.destroy()
-        except Exception as exc:  # pragma: no cover
-            logger.warning("could not close the ZeroMQ context at exit: %s", exc)
 
 
 # ---------------------------------------------------------------------- signing
@@ -400,7 +361,8 @@ class FrameWriter:
         _writers.discard(self)
 
     def _flush_for_exit(self) -> None:
-        """At exit: flush, and let go of the shared ZeroMQ context (a later write reconnects)."""
+        """At exit: flush, then close a ZeroMQ link, whose context termination waits (at most
+        ``linger``) until the queued messages are delivered (a later write reconnects)."""
         with self._cond:
             if self._pid != os.getpid() or self._closed:
                 return
@@ -408,9 +370,8 @@ class FrameWriter:
                 if self._buffer:
                     self._flush_locked()
             finally:
-                detach = getattr(self._link, "detach", None)
-                if detach is not None:
-                    detach()
+                if isinstance(self._link, ZmqLink):
+                    self._link.close()
 
     @property
     def buffered(self) -> int:
