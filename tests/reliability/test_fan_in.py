@@ -40,7 +40,9 @@ average, plus one socket read or ZeroMQ batch over the bound), the 256 KiB recei
 allocator slack. Raw sockets measure about 15 MiB. A reader that buffers what the Tasks send
 while the consumer is slow exceeds it: the run sends 367 MiB (92 MiB in the pure-Python leg)."""
 
-ZMQ_MEMORY = pytest.mark.xfail(strict=True, reason=(
+# Strict on the Cython leg (367 MiB sent: always over the bound); the pure leg sends 92 MiB and
+# lands near the bound, so there it may pass.
+ZMQ_MEMORY = pytest.mark.xfail(strict=not pure_python(), reason=(
     "BUG (docs/RELIABILITY.md 4.4): the ZeroMQ Executor's memory is not bounded by queue_size: with the "
     "consumer slow, libzmq buffers up to RCVHWM=160,000 ZeroMQ messages, each holding a batch of frames; "
     "peak RSS grew by 580-670 MiB (Cython leg, 367 MiB sent) and 190-220 MiB (pure leg, 92 MiB sent) "
