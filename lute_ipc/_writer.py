@@ -34,7 +34,6 @@ from __future__ import annotations
 import atexit
 import heapq
 import errno
-import hmac
 import logging
 import os
 import socket
@@ -43,7 +42,7 @@ import time
 import weakref
 from typing import Any, Callable, List, Optional
 
-from . import _oob
+from . import _oob, codec
 from .codec import dumps
 from .errors import CommunicatorClosed, TransportError
 from .framing import AUTH_TRAILER, PLAIN_TRAILER, append_frame, frame_head
@@ -265,19 +264,6 @@ def _flush_at_exit() -> None:
 
 
 # ---------------------------------------------------------------------- signing
-class _GatherTagger:
-    """HMAC-SHA256 over several pieces (a frame sent with scatter-gather)."""
-
-    def __init__(self, key: bytes) -> None:
-        self._base = hmac.new(key, digestmod="sha256")
-
-    def __call__(self, pieces: List[Any]) -> bytes:
-        mac = self._base.copy()
-        for piece in pieces:
-            mac.update(piece)
-        return mac.digest()
-
-
 # ---------------------------------------------------------------------- writer
 class FrameWriter:
     """Frames messages (signed when a key is given) into a send buffer and sends it in
@@ -294,7 +280,7 @@ class FrameWriter:
                  flush_size: int = DEFAULT_FLUSH_SIZE) -> None:
         self._link = link
         self._key = key
-        self._gather_tagger = _GatherTagger(key) if key is not None else None
+        self._gather_tagger = codec.tagger(key).over if key is not None else None
         self.flush_interval = max(0.0, float(flush_interval))
         self.flush_size = max(1, int(flush_size))
         self._buffer = bytearray()

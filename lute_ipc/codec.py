@@ -327,8 +327,13 @@ class FrameTagger:
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
     def __call__(self, data: Buffer) -> bytes:
+        return self.over((data,))
+
+    def over(self, pieces: Iterable[Buffer]) -> bytes:
+        """The tag of the concatenation of ``pieces`` (a frame sent scatter-gather), without joining them."""
         inner = self._inner.copy()
-        inner.update(data)
+        for piece in pieces:
+            inner.update(piece)
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.digest()

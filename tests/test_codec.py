@@ -183,3 +183,12 @@ def test_loads_any_buffer_any_size_any_protocol(protocol: int, kind: type) -> No
         if legacy is not None:  # text GLOBAL opcodes: renaming keeps the pickle valid
             out = codec.loads(kind(legacy))
             assert out == obj and type(out[0]) is Message
+
+
+def test_frame_tagger_over_pieces_equals_the_tag_of_their_concatenation() -> None:
+    import hmac
+
+    key = b"k" * 32
+    pieces = [b"MAC;;;5;;;", memoryview(b"ab"), bytearray(b"cde")]
+    assert codec.tagger(key).over(pieces) == hmac.digest(key, b"MAC;;;5;;;abcde", "sha256")
+    assert codec.tagger(key).over([]) == hmac.digest(key, b"", "sha256")
