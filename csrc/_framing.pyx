@@ -175,6 +175,9 @@ cdef Py_ssize_t _append(bytearray buffer, const unsigned char* payload, Py_ssize
     return _write_frame(PyByteArray_AS_STRING(buffer) + start, payload, length, digits, key)
 
 
+include "_message_codec.pxi"
+
+
 def encode_payload(payload, *, key=None):
     """Frame already-serialised ``payload`` bytes (see :func:`lute_ipc._framing_py.encode_payload`)."""
     key = _spec._check_key(key)
@@ -190,7 +193,9 @@ def encode_frame(msg, *, key=None):
     """Pickle ``msg`` and frame it (see :func:`lute_ipc._framing_py.encode_frame`)."""
     if key is not None:
         key = _spec._check_key(key)
-    cdef bytes payload = _pickle_dumps(msg, _protocol)
+    cdef object payload = _mc_dumps(msg)
+    if payload is None:
+        payload = _pickle_dumps(msg, _protocol)
     return _encode(<const unsigned char*>PyBytes_AS_STRING(payload), len(payload), key)
 
 
@@ -215,6 +220,9 @@ def append_frame(buffer, msg, *, key=None):
         raise UsageError("buffer must be a bytearray")
     if key is not None:
         key = _spec._check_key(key)
+    cdef Py_ssize_t added = _mc_append_frame(buffer, msg, key)
+    if added >= 0:
+        return added
     cdef bytes payload = _pickle_dumps(msg, _protocol)
     return _append(buffer, <const unsigned char*>PyBytes_AS_STRING(payload), len(payload), key)
 
@@ -414,7 +422,10 @@ cdef class FrameDecoder:
             return 0
         try:
             if self._loads_is_default:
-                if _contains(payload, length, C_LEGACY, LEGACY_SIZE):
+                obj = _mc_loads(payload, length)
+                if obj is not None:
+                    pass
+                elif _contains(payload, length, C_LEGACY, LEGACY_SIZE):
                     obj = _compat_loads(PyBytes_FromStringAndSize(<const char*>payload, length))
                 elif length >= LEND_THRESHOLD:
                     # pickle copies what it keeps: lend it the bytes instead of copying them first.
