@@ -584,8 +584,12 @@ cdef class MixedStreamSplitter:
         else:
             try:
                 if self._loads_default:
-                    # Same result as codec.loads: LUTE's module path only matters in a global.
-                    if self._has_global and _sp_contains(p, n, _SP_LEGACY, _SP_LEGACY_SIZE):
+                    # The commonest shape is read directly (see _message_codec.pxi); otherwise
+                    # the same result as codec.loads: LUTE's module path only matters in a global.
+                    value = _mc_loads(p, n)
+                    if value is not None:
+                        pass
+                    elif self._has_global and _sp_contains(p, n, _SP_LEGACY, _SP_LEGACY_SIZE):
                         value = _sp_compat_loads(PyBytes_FromStringAndSize(<const char*>p, n))
                     elif n >= _SP_LEND:
                         # pickle copies what it keeps: lend it the bytes instead of copying them first.
