@@ -31,7 +31,7 @@ from lute_ipc.errors import UsageError
 __all__ = [
     "PLAIN_HEAD", "PLAIN_TRAILER", "AUTH_HEAD", "AUTH_TRAILER", "SEPARATOR", "TAG_SIZE",
     "MAX_LENGTH_DIGITS", "DEFAULT_MAX_FRAME_SIZE", "encode_frame", "encode_payload", "append_frame",
-    "append_payload", "frame_head", "FrameDecoder",
+    "append_payload", "frame_head", "message_pieces", "FrameDecoder",
     "MixedStreamSplitter", "SignalTokenizer",
 ]
 

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import hmac
 import re
-from typing import Any, Callable, List, Optional, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 from . import codec
+from . import message as _message
 from .errors import (
     AuthenticationError,
     BadHeader,
@@ -53,6 +54,7 @@ __all__ = [
     "append_frame",
     "append_payload",
     "frame_head",
+    "message_pieces",
     "FrameDecoder",
     "MixedStreamSplitter",
     "SignalTokenizer",
@@ -134,6 +136,63 @@ def append_payload(buffer: bytearray, payload: Buffer, *, key: Optional[bytes] =
 def append_frame(buffer: bytearray, msg: Any, *, key: Optional[bytes] = None) -> int:
     """Pickle ``msg`` and append its frame to ``buffer``; return the bytes added."""
     return append_payload(buffer, codec.dumps(msg), key=key)
+
+
+_MESSAGE_NAMES = tuple(
+    name.encode() for name in ("contents", "signal", _message.Message.__module__, _message.Message.__qualname__))
+_FRAME_TARGET = 64 * 1024  # pickle writes bytes of this size or more outside its frames
+_MAX_SIGNAL = 16 * 1024
+
+
+def _short_text(text: bytes) -> bytes:
+    """SHORT_BINUNICODE <text> MEMOIZE."""
+    return b"\x8c" + bytes((len(text),)) + text + b"\x94"
+
+
+def message_pieces(msg: Any) -> Optional[Tuple[List[Any], int]]:
+    """``(pieces, size)`` for a :class:`~lute_ipc.message.Message` whose contents are
+    ``bytes``: ``[head, msg.contents, tail]``, whose concatenation is exactly
+    ``codec.dumps(msg)`` (the contents themselves are the middle piece, so a writer sends
+    them with scatter-gather I/O, never copied). ``None`` for any other message, or when
+    pickle would write it differently (extra attributes, a signal that is not a plain short
+    ``str``/None, a signal pickle would write as a memo reference): pickle it as usual.
+    """
+    if type(msg) is not _message.Message:
+        return None
+    state = msg.__dict__
+    if list(state) != ["contents", "signal"]:
+        return None
+    contents, signal = state["contents"], state["signal"]
+    if type(contents) is not bytes or len(contents) > 0xFFFFFFFF:
+        return None
+    if signal is None:
+        signal_bytes = b"N"
+    elif type(signal) is str:
+        try:
+            text = signal.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: pickle writes them with surrogatepass
+            return None
+        if len(text) > _MAX_SIGNAL or text in _MESSAGE_NAMES:
+            return None
+        size = len(text)
+        signal_bytes = (_short_text(text) if size < 256 else b"X" + size.to_bytes(4, "little") + text + b"\x94")
+    else:
+        return None
+    size = len(contents)
+    names = _short_text(_MESSAGE_NAMES[2]) + _short_text(_MESSAGE_NAMES[3])
+    body = names + b"\x93\x94)\x81\x94}\x94(" + _short_text(b"contents")
+    opcode = b"C" + bytes((size,)) if size < 256 else b"B" + size.to_bytes(4, "little")
+    rest = b"\x8c\x06signal\x94" + signal_bytes + b"ub."
+    if size >= _FRAME_TARGET:  # frame 1 ends before the bytes; frame 2 holds what follows them
+        head = bytes((0x80, codec.PICKLE_PROTOCOL, 0x95)) + len(body).to_bytes(8, "little") + body + opcode
+        tail = b"\x95" + (len(rest) + 1).to_bytes(8, "little") + b"\x94" + rest
+    else:
+        frame = len(body) + len(opcode) + size + 1 + len(rest)
+        if frame >= _FRAME_TARGET:  # pickle would close its frame somewhere inside
+            return None
+        head = bytes((0x80, codec.PICKLE_PROTOCOL, 0x95)) + frame.to_bytes(8, "little") + body + opcode
+        tail = b"\x94" + rest
+    return [head, contents, tail], len(head) + size + len(tail)
 
 
 def frame_head(length: int, *, authenticated: bool = False) -> bytes:

@@ -21,6 +21,7 @@ __all__ = [
     "append_frame",
     "append_payload",
     "frame_head",
+    "message_pieces",
     "MixedStreamSplitter",
     "SignalTokenizer",
     "PLAIN_HEAD",
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 PUBLIC_API = ("FrameDecoder", "encode_frame", "encode_payload", "append_frame", "append_payload", "frame_head",
-              "MixedStreamSplitter", "SignalTokenizer")
+              "message_pieces", "MixedStreamSplitter", "SignalTokenizer")
 """Names both implementations must export with the same signatures."""
 
 
@@ -70,5 +71,6 @@ encode_payload = _impl.encode_payload
 append_frame = _impl.append_frame
 append_payload = _impl.append_payload
 frame_head = _impl.frame_head
+message_pieces = _impl.message_pieces
 MixedStreamSplitter = _impl.MixedStreamSplitter
 SignalTokenizer = _impl.SignalTokenizer

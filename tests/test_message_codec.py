@@ -1,4 +1,5 @@
-"""The Cython extension's direct pickle codec for ``Message(str|None, str|None)``.
+"""The direct pickle codec for ``Message(str|bytes|None, str|None)`` (Cython) and
+``message_pieces`` (both twins).
 
 Its reference is pickle itself: whatever the fast path writes must be byte-identical to
 ``pickle.dumps(msg, PICKLE_PROTOCOL)``, and whatever it reads must equal ``pickle.loads``
@@ -109,11 +110,11 @@ def test_lute_class_path_is_read_as_ours() -> None:
 
 @pytest.mark.parametrize("msg", [
     Message(contents=1, signal="TASK_LOG"),
-    Message(contents=b"bytes", signal="TASK_LOG"),
+    Message(contents=bytearray(b"bytes"), signal="TASK_LOG"),
     Message(contents="x", signal=7),
     TaskMetadataMessage(contents={"a": 1}),
     Message(contents="x" * (16 * 1024 + 1), signal="TASK_LOG"),
-], ids=["int", "bytes", "int-signal", "subclass", "too-long"])
+], ids=["int", "bytearray", "int-signal", "subclass", "too-long"])
 def test_other_shapes_are_left_to_pickle(msg: Message) -> None:
     assert fast._fast_message_dumps(msg) is None
     buffer = bytearray()
@@ -165,3 +166,46 @@ def test_frames_match_the_pure_reference_byte_for_byte(contents: Optional[str], 
     assert fast.encode_frame(msg, key=key) == _framing_py.encode_frame(msg, key=key)
     decoded = fast.FrameDecoder(key=key).feed(bytes(ours[len(b"prefix"):]))
     assert decoded == _framing_py.FrameDecoder(key=key).feed(bytes(reference[len(b"prefix"):])) == [msg]
+
+
+# ----------------------------------------------------------------------------- bytes contents
+byte_sizes = st.one_of(st.integers(0, 300), st.integers(32 * 1024, 33 * 1024),
+                       st.integers(65536 - 200, 65536 + 64), st.sampled_from([100_000, 1 << 20]))
+signals = st.one_of(st.none(), st.sampled_from(["TASK_RESULT", "TASK_LOG", "signal", "contents", "Message"]),
+                    st.text(max_size=20), st.text(min_size=256, max_size=300))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(size=byte_sizes, signal=signals)
+def test_bytes_contents_pickles_match_pickle_in_both_twins(size: int, signal: Optional[str]) -> None:
+    msg = Message(contents=bytes(range(256)) * (size // 256) + b"x" * (size % 256), signal=signal)
+    expected = expected_pickle(msg)
+    found = {name: impl.message_pieces(msg) for name, impl in (("c", fast), ("py", _framing_py))}
+    assert (found["c"] is None) == (found["py"] is None)
+    for pieces in found.values():
+        if pieces is not None:
+            parts, total = pieces
+            assert parts[1] is msg.contents  # sent in place, never copied
+            assert b"".join(parts) == expected and total == len(expected)
+    if signal not in ("signal", "contents", "Message"):
+        # a plain bytes message always has a direct form, except where pickle closes its frame
+        # inside (a few hundred sizes just below 64 KiB)
+        assert found["c"] is not None or 65536 - 400 < size < 65536
+    written = fast._fast_message_dumps(msg)
+    if written is not None:
+        assert written == expected
+    read = fast._fast_message_loads(expected)
+    if read is not None:
+        assert read == msg and type(read.contents) is bytes
+    if found["c"] is not None:
+        assert read is not None, "what the fast path writes, it must read"
+
+
+def test_message_pieces_declines_other_messages() -> None:
+    for impl in (fast, _framing_py):
+        assert impl.message_pieces(Message(contents="text", signal="TASK_LOG")) is None
+        assert impl.message_pieces(Message(contents=bytearray(b"x"), signal="TASK_LOG")) is None
+        assert impl.message_pieces(TaskMetadataMessage(contents={"a": b"x"})) is None
+        odd = Message(contents=b"x", signal="TASK_LOG")
+        odd.extra = 2  # type: ignore[attr-defined]
+        assert impl.message_pieces(odd) is None
