@@ -45,7 +45,7 @@ from typing import Any, Callable, List, Optional
 from . import _oob, codec
 from .codec import dumps
 from .errors import CommunicatorClosed, TransportError
-from .framing import AUTH_TRAILER, PLAIN_TRAILER, append_frame, frame_head
+from .framing import AUTH_TRAILER, PLAIN_TRAILER, append_frame, frame_head, message_pieces
 from .message import Message
 
 __all__ = ["FrameWriter", "StreamLink", "ZmqLink", "DEFAULT_FLUSH_INTERVAL",
@@ -390,7 +390,10 @@ class FrameWriter:
         self.frames_sent += count
 
     def _send_large(self, msg: Message, out_of_band: bool) -> None:
-        if out_of_band:  # pickle without copying the buffers
+        direct = message_pieces(msg)  # Message(bytes, ...): pickle's bytes around the contents
+        if direct is not None:
+            pieces, size = direct
+        elif out_of_band:  # pickle without copying the buffers
             pieces, size = _oob.pickle_pieces(msg)
         else:  # one copy (into the pickle) costs less than walking the opcodes in Python
             payload = dumps(msg)
