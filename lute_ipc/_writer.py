@@ -7,6 +7,9 @@ call (raw sockets) or one ZeroMQ message when
 * it holds ``flush_size`` bytes or more;
 * ``flush_interval`` seconds passed since its oldest message was written (a flusher
   thread enforces this bound while the Task is idle; ``flush_interval=0`` writes through);
+* it holds the first message after the Task was quiet (no ``write()``) for at least
+  ``flush_interval``: a lone message goes out at once instead of waiting for the bound,
+  and only the messages that follow it closely are batched;
 * a message with a signal other than ``TASK_LOG`` is written (``TASK_RESULT``,
   ``TASK_DONE``...: the Executor acts on those at once);
 * :meth:`FrameWriter.flush` or :meth:`FrameWriter.close` is called, or the interpreter
@@ -69,6 +72,7 @@ _LARGE = _oob.LARGE_BUFFER
 _OUT_OF_BAND = 512 * 1024
 """From this buffer size on, the buffer is not even copied into the pickle (protocol-5 re-inlining)."""
 _NEVER_LARGE = frozenset({str, int, float, bool, type(None)})
+_monotonic = time.monotonic
 
 
 # ---------------------------------------------------------------------- links
@@ -286,6 +290,7 @@ class FrameWriter:
         self._buffer = bytearray()
         self._buffered = 0  # messages in the buffer
         self._deadline = 0.0
+        self._last_write = time.monotonic()  # when write() was last called
         self._cond = threading.Lock()
         self._closed = False
         self._pid = os.getpid()
@@ -318,13 +323,19 @@ class FrameWriter:
             was_empty = not buffer
             append_frame(buffer, msg, key=self._key)
             self._buffered += 1
+            now = _monotonic()
+            quiet = now - self._last_write >= self.flush_interval
+            self._last_write = now
             if msg.signal not in _BATCHED_SIGNALS or len(buffer) >= self.flush_size or not self.flush_interval:
                 self._flush_locked()
             elif was_empty:
-                self._deadline = deadline = time.monotonic() + self.flush_interval
+                if quiet:  # a lone message: nothing to batch it with, do not make it wait
+                    self._flush_locked()
+                    return
+                self._deadline = deadline = now + self.flush_interval
                 _pending.add(self)
                 _flusher.schedule(self, deadline)
-            elif time.monotonic() >= self._deadline:
+            elif now >= self._deadline:
                 self._flush_locked()
 
     def flush(self) -> None:

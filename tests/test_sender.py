@@ -337,3 +337,19 @@ def test_forked_child_does_not_resend_the_parents_buffer(transport: bool) -> Non
         assert [m.contents for m in collect(ex, 1, 5)] == ["parent"]
         assert nothing_arrives(ex)
         t.clear_communicator()
+
+
+def test_first_message_after_a_quiet_spell_goes_out_at_once(transport: bool) -> None:
+    """A lone message does not wait for the bound; the messages right behind it are batched."""
+    with executor(transport) as ex:
+        t = task(transport, flush_interval=0.5)
+        time.sleep(0.6)  # quiet for longer than the bound
+        t.write(log("lone"))
+        assert t._writer.sends == 1 and t._writer.buffered == 0  # sent by write() itself
+        assert ex.read(wait=0.3).contents == "lone"  # well before the 0.5 s bound
+        t.write(log("next-1"))  # right behind it: batched until the bound
+        t.write(log("next-2"))
+        assert t._writer.sends == 1 and t._writer.buffered == 2
+        t.flush()
+        assert [m.contents for m in collect(ex, 2, 10)] == ["next-1", "next-2"]
+        t.clear_communicator()
