@@ -18,7 +18,8 @@ Prints one table per experiment; every figure is the median of ``--repeats`` run
    send buffer's latency bound (default 1 ms) and the flusher thread.
 4. Large payloads: COUNT messages of 64 KiB ``bytes`` (sent in place with ``sendmsg``),
    one Task -> ``read()``, against ``multiprocessing.connection`` ``send``/``recv`` over
-   AF_UNIX between the same two kinds of processes. Target: ratio >= 1.0.
+   the same family (AF_UNIX; TCP loopback) between the same two kinds of processes; TCP
+   both signed (lute_ipc's default there) and plain. Target: ratio >= 1.0.
 Not part of the test suite.
 """
 
@@ -82,8 +83,8 @@ def _child(argv: List[str]) -> None:
         _ready()
         for _ in range(count):
             _lute_send(lute_encode(msg))
-    elif role == "ours-large":
-        comm = SocketCommunicator(Party.TASK)
+    elif role in ("ours-large", "ours-large-plain"):
+        comm = SocketCommunicator(Party.TASK, require_auth=False if role == "ours-large-plain" else None)
         comm.delayed_setup()
         _ready()
         write = comm.write
@@ -94,7 +95,11 @@ def _child(argv: List[str]) -> None:
     elif role == "mpc-large":
         from multiprocessing.connection import Client
 
-        conn = Client(os.environ["BENCH_MPC_ADDRESS"], family="AF_UNIX")
+        address = os.environ["BENCH_MPC_ADDRESS"]
+        if address.startswith("tcp:"):
+            conn = Client(("127.0.0.1", int(address[4:])), family="AF_INET")
+        else:
+            conn = Client(address, family="AF_UNIX")
         _ready()
         big = Message(contents=LARGE, signal="TASK_LOG")
         for _ in range(count):
@@ -195,8 +200,9 @@ def run_ours(kind: str, family: str, role: str, count: int, writers: int = 1) ->
     """Seconds from 'go' until ``read()`` returned the last of ``count`` messages
     (sent by ``writers`` Task processes, ``count // writers`` each)."""
     _env_for(kind, family)
-    ex = SocketCommunicator(Party.EXECUTOR, use_zmq=(kind == "zmq"), require_auth=False if role.startswith("lute")
-                            else None, loads=pickle.loads if role.startswith("lute") else None)
+    plain = role.startswith("lute") or role.endswith("-plain")
+    ex = SocketCommunicator(Party.EXECUTOR, use_zmq=(kind == "zmq"), require_auth=False if plain else None,
+                            loads=pickle.loads if role.startswith("lute") else None)
     ex.delayed_setup()
     try:
         count -= count % writers
@@ -288,15 +294,20 @@ def run_lute_reader(family: str, count: int, writers: int = 1) -> float:
             os.rmdir(tmpdir)
 
 
-def run_mpc_large(count: int) -> float:
-    """multiprocessing.connection send/recv over AF_UNIX (the 64 KiB baseline)."""
+def run_mpc_large(count: int, family: str = "unix") -> float:
+    """multiprocessing.connection send/recv over AF_UNIX or TCP loopback (the 64 KiB baseline)."""
     from multiprocessing.connection import Listener
 
     tmpdir = tempfile.mkdtemp(prefix="bench-mpc-")
     address = os.path.join(tmpdir, "mpc.sock")
-    listener = Listener(address, family="AF_UNIX")
+    if family == "tcp":
+        listener = Listener(("127.0.0.1", 0), family="AF_INET")
+        child_address = f"tcp:{listener.address[1]}"
+    else:
+        listener = Listener(address, family="AF_UNIX")
+        child_address = address
     try:
-        proc = _spawn_after_accept(listener, "mpc-large", count, {"BENCH_MPC_ADDRESS": address})
+        proc = _spawn_after_accept(listener, "mpc-large", count, {"BENCH_MPC_ADDRESS": child_address})
         conn, proc = proc
         start = _go(proc)
         recv = conn.recv
@@ -427,20 +438,23 @@ def latency_report(count: int, rate: float, repeats: int) -> None:
 
 def large_report(count: int, repeats: int) -> None:
     rows = []
-    for family in ("unix", "tcp"):
+    mib = count * len(LARGE) / 2 ** 20
+    for label, family, role in (("raw-unix", "unix", "ours-large"), ("raw-tcp signed", "tcp", "ours-large"),
+                                ("raw-tcp plain", "tcp", "ours-large-plain")):
         times = _median_runs({
-            "ours": lambda: run_ours("raw", family, "ours-large", count),
-            "mpc": lambda: run_mpc_large(count),
+            "ours": lambda: run_ours("raw", family, role, count),
+            "mpc": lambda: run_mpc_large(count, family),
         }, repeats)
         ratios = [b / a for a, b in zip(times["ours"], times["mpc"])]
-        mib = count * len(LARGE) / 2 ** 20
-        rows.append((f"raw-{family}", f"{count / statistics.median(times['ours']):,.0f}",
+        rows.append((label, f"{count / statistics.median(times['ours']):,.0f}",
                      f"{mib / statistics.median(times['ours']):,.0f}",
-                     f"{count / statistics.median(times['mpc']):,.0f}", f"{statistics.median(ratios):.2f}x",
+                     f"{count / statistics.median(times['mpc']):,.0f}",
+                     "AF_UNIX" if family == "unix" else "TCP", f"{statistics.median(ratios):.2f}x",
                      "ok" if statistics.median(ratios) >= 1.0 else "BELOW 1.0x"))
     _table(f"4. Large payloads: {count:,} x 64 KiB bytes, one Task -> read() vs multiprocessing.connection "
-           f"AF_UNIX (median of {repeats})",
-           ("transport", "ours msg/s", "ours MiB/s", "mpc AF_UNIX msg/s", "ours/mpc", "target 1.0x"), rows)
+           f"send/recv on the same family (median of {repeats}); 'signed' = HMAC-SHA256 on every frame, "
+           "lute_ipc's TCP default (mpc does not authenticate)",
+           ("transport", "ours msg/s", "ours MiB/s", "mpc msg/s", "mpc over", "ours/mpc", "target 1.0x"), rows)
 
 
 def main() -> None:
@@ -453,7 +467,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="messages/s for the latency runs (50: each "
                         "message is a lone message on an idle Task)")
     parser.add_argument("--latency-count", type=int, default=400, help="messages per latency run")
-    parser.add_argument("--large-count", type=int, default=5000, help="64 KiB messages per large-payload run")
+    parser.add_argument("--large-count", type=int, default=20000, help="64 KiB messages per large-payload run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--writers", type=int, default=4, help="concurrent Task processes in the second "
                         "connection-per-message round")
