@@ -29,6 +29,9 @@ cdef str _MC_SIGNAL = "signal"
 cdef bytes _MC_MODULE = _MCMessage.__module__.encode()
 cdef bytes _MC_QUALNAME = _MCMessage.__qualname__.encode()
 cdef bytes _MC_LEGACY_MODULE = _codec.LEGACY_MODULE.encode()
+cdef Py_ssize_t _MC_MODULE_SIZE = len(_MC_MODULE)
+cdef Py_ssize_t _MC_QUALNAME_SIZE = len(_MC_QUALNAME)
+cdef Py_ssize_t _MC_MAX_BYTES = 0xFFFFFFFF  # BINBYTES' 4-byte length
 # utf-8 bytes per text field taken by the fast path: far below pickle's 64 KiB frame target,
 # so the whole pickle is one FRAME, as pickle writes it. Longer texts go to pickle.
 cdef Py_ssize_t _MC_MAX_TEXT = 16 * 1024
@@ -150,7 +153,7 @@ cdef int _mc_field(object obj, _MCValue* value, bint bytes_allowed) except -1:
         value.kind = _MC_BYTES
         value.data = PyBytes_AS_STRING(obj)
         value.size = PyBytes_GET_SIZE(obj)
-        return value.size <= 0xFFFFFFFF
+        return value.size <= _MC_MAX_BYTES
     return 0
 
 
@@ -186,7 +189,7 @@ cdef int _mc_describe(object msg, _MCValue* contents, _MCValue* signal, _MCLayou
         if contents.kind == _MC_STR and contents.size == signal.size \
                 and memcmp(contents.data, signal.data, signal.size) == 0:
             return 0
-    prefix = 3 + len(_MC_MODULE) + 3 + len(_MC_QUALNAME) + _MC_NEWOBJ_SIZE + _MC_KEY_CONTENTS_SIZE
+    prefix = 3 + _MC_MODULE_SIZE + 3 + _MC_QUALNAME_SIZE + _MC_NEWOBJ_SIZE + _MC_KEY_CONTENTS_SIZE
     tail = _MC_KEY_SIGNAL_SIZE + _mc_value_size(signal) + _MC_END_SIZE
     layout.head = _MC_HEADER_SIZE + prefix + (0 if contents.kind == _MC_NONE else (2 if contents.size < 256 else 5))
     if contents.kind == _MC_BYTES and contents.size >= _MC_FRAME_TARGET:
@@ -210,8 +213,8 @@ cdef char* _mc_write_head(char* w, _MCValue* contents, _MCLayout* layout) noexce
         w = _mc_write_frame_head(w + 2, layout.head - _MC_HEADER_SIZE - 5)
     else:
         w = _mc_write_frame_head(w + 2, layout.total - _MC_HEADER_SIZE)
-    w = _mc_write_short(w, PyBytes_AS_STRING(_MC_MODULE), len(_MC_MODULE))
-    w = _mc_write_short(w, PyBytes_AS_STRING(_MC_QUALNAME), len(_MC_QUALNAME))
+    w = _mc_write_short(w, PyBytes_AS_STRING(_MC_MODULE), _MC_MODULE_SIZE)
+    w = _mc_write_short(w, PyBytes_AS_STRING(_MC_QUALNAME), _MC_QUALNAME_SIZE)
     memcpy(w, _MC_NEWOBJ, _MC_NEWOBJ_SIZE)
     w += _MC_NEWOBJ_SIZE
     memcpy(w, _MC_KEY_CONTENTS, _MC_KEY_CONTENTS_SIZE)
@@ -292,13 +295,12 @@ def message_pieces(msg):
     cdef _MCValue contents, signal
     cdef _MCLayout layout
     cdef bytes head, tail
-    cdef char* end
     if not _mc_describe(msg, &contents, &signal, &layout) or contents.kind != _MC_BYTES:
         return None
     head = PyBytes_FromStringAndSize(NULL, layout.head)
     _mc_write_head(PyBytes_AS_STRING(head), &contents, &layout)
     tail = PyBytes_FromStringAndSize(NULL, layout.total - layout.head - contents.size)
-    end = _mc_write_tail(PyBytes_AS_STRING(tail), &contents, &signal, &layout)
+    _mc_write_tail(PyBytes_AS_STRING(tail), &contents, &signal, &layout)
     return [head, msg.contents, tail], layout.total
 
 
