@@ -136,24 +136,34 @@ cdef inline void _write_digits(char* out, Py_ssize_t value, Py_ssize_t count) no
 
 
 # ----------------------------------------------------------------------------- encoding
-cdef Py_ssize_t _write_frame(char* w, const unsigned char* payload, Py_ssize_t length,
-                             Py_ssize_t digits, object key) except -1:
-    """Write the frame of payload into w (room for _frame_size bytes); return its size."""
-    cdef bint authenticated = key is not None
-    cdef Py_ssize_t signed_size = HEAD_SIZE + digits + SEP_SIZE + length
-    cdef bytes tag
+cdef inline char* _write_head(char* w, Py_ssize_t length, Py_ssize_t digits, bint authenticated) noexcept:
+    """Write head, length digits and separator at w; return where the payload goes."""
     memcpy(w, C_AUTH_HEAD if authenticated else C_PLAIN_HEAD, HEAD_SIZE)
     _write_digits(w + HEAD_SIZE, length, digits)
     memcpy(w + HEAD_SIZE + digits, C_SEP, SEP_SIZE)
+    return w + HEAD_SIZE + digits + SEP_SIZE
+
+
+cdef Py_ssize_t _write_ending(char* w, Py_ssize_t signed_size, object key) except -1:
+    """After the payload of the frame starting at w (``signed_size`` bytes so far): the tag
+    (when ``key`` is given) and the trailer. Return the frame's size."""
+    cdef bytes tag
+    if key is None:
+        memcpy(w + signed_size, C_PLAIN_TRAILER, TRAILER_SIZE)
+        return signed_size + TRAILER_SIZE
+    tag = _tagger(key)(PyMemoryView_FromMemory(w, signed_size, PyBUF_READ))
+    memcpy(w + signed_size, PyBytes_AS_STRING(tag), C_TAG_SIZE)
+    memcpy(w + signed_size + C_TAG_SIZE, C_AUTH_TRAILER, TRAILER_SIZE)
+    return signed_size + C_TAG_SIZE + TRAILER_SIZE
+
+
+cdef Py_ssize_t _write_frame(char* w, const unsigned char* payload, Py_ssize_t length,
+                             Py_ssize_t digits, object key) except -1:
+    """Write the frame of payload into w (room for _frame_size bytes); return its size."""
+    cdef char* body = _write_head(w, length, digits, key is not None)
     if length:
-        memcpy(w + HEAD_SIZE + digits + SEP_SIZE, payload, length)
-    if authenticated:
-        tag = _tagger(key)(PyMemoryView_FromMemory(w, signed_size, PyBUF_READ))
-        memcpy(w + signed_size, PyBytes_AS_STRING(tag), C_TAG_SIZE)
-        memcpy(w + signed_size + C_TAG_SIZE, C_AUTH_TRAILER, TRAILER_SIZE)
-        return signed_size + C_TAG_SIZE + TRAILER_SIZE
-    memcpy(w + signed_size, C_PLAIN_TRAILER, TRAILER_SIZE)
-    return signed_size + TRAILER_SIZE
+        memcpy(body, payload, length)
+    return _write_ending(w, (body - w) + length, key)
 
 
 cdef inline Py_ssize_t _frame_size(Py_ssize_t length, Py_ssize_t digits, bint authenticated) noexcept:

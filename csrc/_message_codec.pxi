@@ -248,31 +248,18 @@ cdef Py_ssize_t _mc_append_frame(bytearray buffer, object msg, object key) excep
     """Append the frame of ``msg`` pickled by the fast path; -1 (nothing written) if it can't."""
     cdef _MCValue contents, signal
     cdef _MCLayout layout
-    cdef Py_ssize_t length, digits, start, size, signed_size
-    cdef bint authenticated = key is not None
+    cdef Py_ssize_t digits, start
     cdef char* w
-    cdef bytes tag
+    cdef char* body
     if not _mc_describe(msg, &contents, &signal, &layout):
         return -1
-    length = layout.total
-    digits = _digit_count(length)
+    digits = _digit_count(layout.total)
     start = PyByteArray_GET_SIZE(buffer)
-    size = _frame_size(length, digits, authenticated)
-    PyByteArray_Resize(buffer, start + size)
+    PyByteArray_Resize(buffer, start + _frame_size(layout.total, digits, key is not None))
     w = PyByteArray_AS_STRING(buffer) + start
-    memcpy(w, C_AUTH_HEAD if authenticated else C_PLAIN_HEAD, HEAD_SIZE)
-    _write_digits(w + HEAD_SIZE, length, digits)
-    memcpy(w + HEAD_SIZE + digits, C_SEP, SEP_SIZE)
-    _mc_write(w + HEAD_SIZE + digits + SEP_SIZE, &contents, &signal, &layout)
-    signed_size = HEAD_SIZE + digits + SEP_SIZE + length
-    if authenticated:
-        tag = _tagger(key)(PyMemoryView_FromMemory(w, signed_size, PyBUF_READ))
-        w = PyByteArray_AS_STRING(buffer) + start
-        memcpy(w + signed_size, PyBytes_AS_STRING(tag), C_TAG_SIZE)
-        memcpy(w + signed_size + C_TAG_SIZE, C_AUTH_TRAILER, TRAILER_SIZE)
-    else:
-        memcpy(w + signed_size, C_PLAIN_TRAILER, TRAILER_SIZE)
-    return size
+    body = _write_head(w, layout.total, digits, key is not None)
+    _mc_write(body, &contents, &signal, &layout)
+    return _write_ending(w, (body - w) + layout.total, key)
 
 
 cdef object _mc_dumps(object msg):
