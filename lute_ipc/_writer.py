@@ -39,7 +39,10 @@ import heapq
 import errno
 import logging
 import os
+import select
 import socket
+import struct
+import sys
 import threading
 import time
 import weakref
@@ -52,7 +55,7 @@ from .framing import AUTH_TRAILER, PLAIN_TRAILER, append_frame, frame_head, mess
 from .message import Message
 
 __all__ = ["FrameWriter", "StreamLink", "ZmqLink", "DEFAULT_FLUSH_INTERVAL",
-           "DEFAULT_FLUSH_SIZE"]
+           "DEFAULT_FLUSH_SIZE", "DEFAULT_SEND_TIMEOUT", "DEFAULT_ZMQ_SNDHWM"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,52 +79,188 @@ _monotonic = time.monotonic
 
 
 # ---------------------------------------------------------------------- links
+DEFAULT_SEND_TIMEOUT = 10.0
+"""Seconds the Executor's host may acknowledge nothing a TCP Task sent (while data or a window
+probe waits for an answer) before the link is declared dead and ``write()`` raises
+TransportError. A live Executor that only reads slowly keeps acknowledging: it never times out."""
+DEFAULT_ZMQ_SNDHWM = 64
+"""ZeroMQ messages (each a batch of one or more frames) a Task queues before ``write()``
+waits for the Executor (backpressure)."""
+
+_STALL_CHECK = 1.0
+"""Seconds between two looks at a TCP connection's acknowledgements (while sending, or
+while a send waits for room)."""
+_ZMQ_EVENTS_AFTER = 0.01
+"""Seconds between two reads of a healthy ZeroMQ link's connection events (done on send)."""
+_ZMQ_WAIT_MS = 250
+"""Milliseconds a ZeroMQ send at the high-water mark waits before it looks at the link again."""
+_LINGER_SLACK = 0.02
+"""A ZeroMQ close that took ``linger`` minus this long ran out of linger (libzmq's timers are
+about 1 ms precise)."""
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+_TCP_INFO = getattr(socket, "TCP_INFO", None) if sys.platform.startswith("linux") else None
+_TCP_INFO_HEAD = struct.Struct("8B13I")
+"""The start of Linux's ``struct tcp_info``, up to ``tcpi_last_ack_recv``: field 2 is
+``tcpi_retransmits``, 3 ``tcpi_probes``, 20 ``tcpi_last_ack_recv`` (ms)."""
+
+
+class _AckWatch:
+    """Tells a dead network path from a slow Executor, from the kernel's view of a TCP connection.
+
+    A live Executor acknowledges what arrives and, while its receive window is closed (it
+    reads slowly: backpressure), answers the window probes, however long that lasts: the
+    kernel's unanswered-retransmission and unanswered-probe counters stay at 0. When the path
+    is cut or the host is down nothing is answered: a counter stays above 0 and the last
+    acknowledgement ages. :meth:`sample` reports the connection dead once two or more
+    samples in a row found something unanswered and nothing was acknowledged for
+    ``timeout`` seconds.
+
+    Linux only (``TCP_INFO``). ``TCP_USER_TIMEOUT`` (ZeroMQ's ``TCP_MAXRT``) cannot make this
+    distinction: Linux also applies it to a closed window, so a consumer slower than the
+    timeout would get its Tasks' connections aborted with messages in them (measured: a live
+    receiver that stopped reading for 1.5 s, ``TCP_USER_TIMEOUT`` of 1 s: ETIMEDOUT). ZeroMQ
+    heartbeats have the same flaw: a PULL socket at its high-water mark stops reading, the
+    heartbeats go unanswered and libzmq drops the connection and the messages in it
+    (measured: 179 of 2,000 lost after a 5 s pause of the consumer).
+    """
+
+    __slots__ = ("timeout", "due_at", "stalled_for", "_unanswered_since")
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.due_at = 0.0
+        """``time.monotonic()`` from which the next periodic sample is due."""
+        self.stalled_for = 0.0
+        """Verdict of the last sample: seconds without an answer when that is ``timeout`` or more, else 0."""
+        self._unanswered_since: Optional[float] = None
+
+    def sample(self, sock: socket.socket, now: float) -> float:
+        """Look at ``sock`` now; return :attr:`stalled_for` (non-zero: the peer is unreachable)."""
+        self.due_at = now + _STALL_CHECK
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _TCP_INFO_HEAD.size)  # type: ignore[arg-type]
+        except OSError:
+            return self.stalled_for
+        if len(info) < _TCP_INFO_HEAD.size:
+            return self.stalled_for
+        fields = _TCP_INFO_HEAD.unpack_from(info)
+        if not (fields[2] or fields[3]):  # no retransmission or window probe waits for an answer
+            self._unanswered_since = None
+            self.stalled_for = 0.0
+        elif self._unanswered_since is None:  # one sample is not enough: an answer may be on its way
+            self._unanswered_since = now
+        else:
+            stalled = min(fields[20] / 1000.0, now - self._unanswered_since + _STALL_CHECK)
+            self.stalled_for = stalled if stalled >= self.timeout else 0.0
+        return self.stalled_for
+
+
+def _watch_for(sock: socket.socket, send_timeout: float) -> Optional[_AckWatch]:
+    """An :class:`_AckWatch` for a TCP socket when ``send_timeout`` is on and the kernel reports TCP_INFO."""
+    if send_timeout > 0 and _TCP_INFO is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        return _AckWatch(send_timeout)
+    return None
+
+
+def _unreachable(peer: str, stalled: float, send_timeout: float) -> str:
+    return (f"the Executor's host {peer} has acknowledged nothing for {stalled:.0f} s "
+            f"(send_timeout={send_timeout:g} s): the network path to it or the host is down")
+
+
 class StreamLink:
     """One raw stream connection to the Executor, opened by ``connect()`` and reopened on demand.
 
     Before a send that follows a pause, the link checks (without blocking) whether the
     Executor closed the connection (e.g. evicted it as idle) and reconnects first, so a
     message is not written into a connection that is already gone.
+
+    Sends never block in the kernel: while the socket buffer is full (the Executor reads
+    slowly) the link waits for room, as long as it takes (backpressure). On TCP (Linux) it
+    also watches, at most once a second, whether the Executor's host still acknowledges what
+    was sent (:class:`_AckWatch`); after ``send_timeout`` seconds without any answer,
+    :meth:`send` aborts the connection and raises :class:`~lute_ipc.errors.TransportError`
+    (what was in flight on it is lost; the next send reconnects).
+
+    Args:
+        connect: opens a new connection (raises TransportError with the reason).
+        send_timeout: TCP: seconds the Executor's host may acknowledge nothing while data
+            waits; 0 waits as long as TCP does (``tcp_retries2``, about 15 minutes).
     """
 
-    def __init__(self, connect: Callable[[], socket.socket]) -> None:
+    def __init__(self, connect: Callable[[], socket.socket], *, send_timeout: float = 0.0) -> None:
         self._connect = connect
         self._sock: Optional[socket.socket] = None
         self._last_send = 0.0
+        self._send_timeout = max(0.0, float(send_timeout))
+        self._watch: Optional[_AckWatch] = None
         self.reconnects = 0
 
     def open(self) -> None:
         """Connect now (raises TransportError with the reason when the Executor is unreachable)."""
         if self._sock is None:
-            self._sock = self._connect()
-            self._last_send = time.monotonic()
+            self._attach(self._connect())
 
     def send(self, pieces: List[Any]) -> None:
         """Send all ``pieces`` (buffers, in order) with gathered writes; on a connection
-        closed by the peer reconnect once and resend."""
+        closed by the peer reconnect once and resend. Raises TransportError when sending
+        fails or (TCP) the Executor's host stopped answering for ``send_timeout`` seconds."""
         sock = self._sock
         now = time.monotonic()
         if sock is None or (now - self._last_send > _PEER_CHECK_AFTER and _peer_closed(sock)):
             sock = self._reopen()
+        watch = self._watch
+        if watch is not None and now >= watch.due_at:
+            self._check_answers()
         try:
-            _send_all(sock, pieces)
+            _send_all(sock, pieces, None if watch is None else self._check_answers)
+        except TransportError:
+            raise
         except _RESET_ERRORS:
             sock = self._reopen()
             try:
-                _send_all(sock, pieces)
+                _send_all(sock, pieces, None if self._watch is None else self._check_answers)
+            except TransportError:
+                raise
             except OSError as exc:
                 raise TransportError(f"sending to the Executor failed after reconnecting: {exc}") from exc
         except OSError as exc:
             raise TransportError(f"sending to the Executor failed: {exc}") from exc
         self._last_send = time.monotonic()
 
+    def _check_answers(self) -> None:
+        """Raise TransportError (and drop the connection) when the Executor's host stopped answering."""
+        sock, watch = self._sock, self._watch
+        if sock is None or watch is None:
+            return
+        stalled = watch.sample(sock, time.monotonic())
+        if stalled:
+            peer = _peer_name(sock)
+            self._abort()
+            raise TransportError(_unreachable(peer, stalled, self._send_timeout) + "; what was in flight on "
+                                 "this connection is lost (the next write reconnects)")
+
+    def _attach(self, sock: socket.socket) -> socket.socket:
+        self._sock = sock
+        self._last_send = time.monotonic()
+        self._watch = _watch_for(sock, self._send_timeout)
+        return sock
+
+    def _abort(self) -> None:
+        """Close the connection at once (a reset: the kernel stops retrying what it still holds)."""
+        sock, self._sock, self._watch = self._sock, None, None
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            sock.close()
+
     def _reopen(self) -> socket.socket:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
             self.reconnects += 1
-        self._sock = self._connect()
-        return self._sock
+        return self._attach(self._connect())
 
     def close(self) -> None:
         if self._sock is not None:
@@ -129,14 +268,46 @@ class StreamLink:
             self._sock = None
 
 
-def _send_all(sock: socket.socket, pieces: List[Any]) -> None:
-    """``sendall`` for a list of buffers: ``sendmsg`` until every byte went out."""
-    if len(pieces) == 1:
-        sock.sendall(pieces[0])
-        return
-    views = [memoryview(p).cast("B") for p in pieces]
+def _peer_name(sock: socket.socket) -> str:
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return "(address unknown)"
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
+def _send_all(sock: socket.socket, pieces: List[Any], stalled: Optional[Callable[[], None]] = None) -> None:
+    """Send every byte of ``pieces``, in order, with gathered writes (``sendmsg``).
+
+    Writes never block in the kernel. While the socket buffer is full the function waits for
+    room, as long as it takes; with ``stalled`` it calls it after every ``_STALL_CHECK``
+    seconds without room (it raises to give up).
+    """
+    if len(pieces) == 1 and type(pieces[0]) in (bytes, bytearray):
+        data = pieces[0]
+        try:
+            sent = sock.send(data, _DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):
+            return
+        views = [memoryview(data)[sent:]]
+    else:
+        views = [memoryview(p).cast("B") for p in pieces]
+    views = [v for v in views if v.nbytes]
+    poller: Any = None
     while views:
-        sent = sock.sendmsg(views[:_IOV_MAX])
+        try:
+            sent = sock.sendmsg(views[:_IOV_MAX], (), _DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        if not sent:  # no room: wait for the Executor to read
+            if poller is None:
+                poller = select.poll()
+                poller.register(sock.fileno(), select.POLLOUT)
+            if not poller.poll(None if stalled is None else _STALL_CHECK * 1000) and stalled is not None:
+                stalled()
+            continue
         while sent:
             size = views[0].nbytes
             if sent >= size:
@@ -165,18 +336,54 @@ class ZmqLink:
         linger: seconds queued messages may still be delivered after :meth:`close`
             (ZeroMQ delivers them in the background; the process waits at most this long
             at exit).
-        hwm: send high-water mark (messages queued before ``send`` blocks).
+        hwm: send high-water mark: ZeroMQ messages (batches of frames) queued before
+            :meth:`send` waits for the Executor (backpressure).
+        send_timeout: TCP: seconds the Executor's host may acknowledge nothing while data
+            waits before :meth:`send` raises TransportError (0: no such check).
+        connect_timeout: seconds the link may stay without a first connection (ZeroMQ
+            connects in the background and queues meanwhile) before :meth:`send` raises
+            TransportError.
+        via: how the address is reached, for error messages (e.g. "through the ssh tunnel to X").
+
+    ZeroMQ reconnects by itself and queues while it is disconnected, which used to make a
+    Task whose Executor had died write on, and exit 0, into nothing. So the link follows the
+    socket's connection events (a ZeroMQ socket monitor, read on send at most every 10 ms, no
+    thread): once the Executor dropped the connection, or when no connection came up within
+    ``connect_timeout``, :meth:`send` raises :class:`~lute_ipc.errors.TransportError`
+    (queueing nothing) until the connection is (back) up. On TCP (Linux) it also watches
+    whether the Executor's host still acknowledges what is sent (:class:`_AckWatch`). A send
+    at the high-water mark waits for room (backpressure), looking at the link every 250 ms,
+    so a Task blocked there gets the error too.
 
     :meth:`close` terminates the context, which waits at most ``linger`` for queued
-    messages to be delivered; at interpreter exit every writer is flushed and closed.
+    messages to be delivered; when that runs out (messages were dropped) it raises
+    TransportError. At interpreter exit every writer is flushed and closed.
     """
 
-    def __init__(self, address: str, linger: float, hwm: int = 160000) -> None:
+    def __init__(self, address: str, linger: float, hwm: int = DEFAULT_ZMQ_SNDHWM, *,
+                 send_timeout: float = 0.0, connect_timeout: float = 10.0, via: str = "") -> None:
         self._address = address
-        self._linger_ms = max(0, int(linger * 1000))
+        self._linger = max(0.0, float(linger))
+        self._linger_ms = int(self._linger * 1000)
         self._hwm = hwm
+        self._send_timeout = max(0.0, float(send_timeout))
+        self._connect_timeout = max(0.0, float(connect_timeout))
+        self._where = f"{address} ({via})" if via else address
+        self._port = _tcp_port(address) if self._send_timeout and _TCP_INFO is not None else None
+        self._zmq: Any = None
         self._zsocket: Any = None
-        self._context: Any = None  # a private context, only after the shared one ended
+        self._monitor: Any = None
+        self._context: Any = None
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._connected: Optional[bool] = None  # None: not connected yet since open()
+        self._changed_at = time.monotonic()  # when _connected last changed (or open() ran)
+        self._fd = -1  # the connection's descriptor (libzmq's; only inspected, for TCP_INFO)
+        self._next_check = 0.0
+        self._watch: Optional[_AckWatch] = None if self._port is None else _AckWatch(self._send_timeout)
+        self.sent = 0
+        """ZeroMQ messages handed to libzmq since the link was opened."""
 
     def open(self) -> None:
         """Create and connect the socket (ZeroMQ connects in the background)."""
@@ -187,48 +394,188 @@ class ZmqLink:
         # and a Task that then ended with os._exit (a forked child) lost what was queued.
         import zmq
 
+        self._zmq = zmq
         context = self._context = self._context or zmq.Context()
+        self._reset_state()
         self._zsocket = self._connect(context)
 
     def _connect(self, context: Any) -> Any:
-        import zmq
-
+        zmq = self._zmq
         zsock = context.socket(zmq.PUSH)
         zsock.setsockopt(zmq.SNDHWM, self._hwm)
         zsock.setsockopt(zmq.LINGER, self._linger_ms)
+        # Before connect(), so that no connection event is missed.
+        self._monitor = zsock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         try:
             zsock.connect(self._address)
         except zmq.ZMQError as exc:
-            zsock.close(linger=0)
-            raise TransportError(f"cannot connect a ZeroMQ PUSH socket to {self._address}: {exc}") from exc
+            self._close_sockets(zsock, 0)
+            raise TransportError(f"cannot connect a ZeroMQ PUSH socket to {self._where}: {exc}") from exc
         return zsock
 
     def send(self, pieces: List[Any]) -> None:
-        """Send ``pieces`` as one ZeroMQ message (frames never span ZeroMQ messages)."""
-        import zmq
+        """Send ``pieces`` as one ZeroMQ message (frames never span ZeroMQ messages).
 
+        Raises TransportError, queueing nothing, while the Executor is known to be gone.
+        """
         if self._zsocket is None:
             self.open()
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._check(now)
+        zmq = self._zmq
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         try:
             # Always let libzmq copy: with copy=False, pyzmq may release the buffer (its
             # garbage-collector thread stops when the context ends at exit) while libzmq's I/O
             # thread still sends from it: crashes ("Bad address") and corrupt frames.
-            self._zsocket.send(data, copy=True)
+            self._zsocket.send(data, zmq.NOBLOCK, copy=True)
+        except zmq.Again:
+            self._send_when_room(data)
         except zmq.ZMQError as exc:
             raise TransportError(f"sending to the Executor over ZeroMQ failed: {exc}") from exc
+        self.sent += 1
+
+    def _send_when_room(self, data: Any) -> None:
+        """At the high-water mark: wait for room (the Executor reads slowly), looking at the link
+        every ``_ZMQ_WAIT_MS`` so that a lost Executor ends the wait with TransportError."""
+        zmq, zsock = self._zmq, self._zsocket
+        while True:
+            try:
+                if zsock.poll(_ZMQ_WAIT_MS, zmq.POLLOUT):
+                    zsock.send(data, zmq.NOBLOCK, copy=True)
+                    return
+            except zmq.Again:
+                pass
+            except zmq.ZMQError as exc:
+                raise TransportError(f"sending to the Executor over ZeroMQ failed: {exc}") from exc
+            self._check(time.monotonic())
+
+    def _check(self, now: float) -> None:
+        """Read the connection events; raise TransportError when the Executor is gone."""
+        self._next_check = now + _ZMQ_EVENTS_AFTER
+        self._read_events(now)
+        if self._connected is None and now - self._changed_at > self._connect_timeout:
+            self._next_check = 0.0
+            raise TransportError(
+                f"cannot connect to the Executor at {self._where}: no connection within "
+                f"{self._connect_timeout:g} s (connect_timeout). Is the Executor running, and are "
+                "LUTE_SOCKET/LUTE_PORT the values it exported? Nothing of this send was queued")
+        if self._connected is False:
+            self._next_check = 0.0  # look at every send until it is back
+            raise TransportError(
+                f"the Executor at {self._where} dropped its ZeroMQ connection {now - self._changed_at:.1f} s "
+                "ago and has not come back (did it exit or die?); nothing of this send was queued. What "
+                "ZeroMQ still holds goes out if it comes back (e.g. restarted on the same address)")
+        watch = self._watch
+        if watch is not None and self._connected:
+            if now >= watch.due_at:
+                self._sample_acks(watch, now)
+            if watch.stalled_for:
+                self._next_check = 0.0
+                raise TransportError(_unreachable(self._where, watch.stalled_for, self._send_timeout)
+                                     + "; nothing of this send was queued (ZeroMQ keeps the connection "
+                                     "and delivers what it holds if the host answers again)")
+
+    def _read_events(self, now: float) -> None:
+        zmq, monitor = self._zmq, self._monitor
+        if monitor is None:
+            return
+        while True:
+            try:
+                frames = monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2 or len(frames[0]) != 6:
+                continue
+            event, value = struct.unpack("=Hi", frames[0])
+            if event == zmq.EVENT_CONNECTED:
+                self._connected, self._changed_at, self._fd = True, now, value
+                if self._watch is not None:
+                    self._watch = _AckWatch(self._send_timeout)
+            elif event == zmq.EVENT_DISCONNECTED:
+                self._connected, self._changed_at, self._fd = False, now, -1
+
+    def _sample_acks(self, watch: _AckWatch, now: float) -> None:
+        """Sample the kernel's TCP_INFO of libzmq's connection (a duplicate of its descriptor,
+        only read; skipped unless it is still a TCP socket connected to the Executor's port)."""
+        watch.due_at = now + _STALL_CHECK
+        try:
+            fd = os.dup(self._fd)
+        except OSError:
+            return
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            return
+        with sock:
+            try:
+                if sock.getpeername()[1] != self._port:
+                    return
+            except (OSError, IndexError, TypeError):
+                return
+            watch.sample(sock, now)
+
+    def _state(self, now: float) -> str:
+        if self._connected is None:
+            return "it never connected"
+        if self._connected is False:
+            return f"its connection was lost {now - self._changed_at:.1f} s before close"
+        if self._watch is not None and self._watch.stalled_for:
+            return f"its host had acknowledged nothing for {self._watch.stalled_for:.0f} s"
+        return "it was connected but did not take them in time"
 
     def detach(self) -> None:
         """Close the socket (queued messages stay with the context for ``linger``)."""
-        if self._zsocket is not None:
-            self._zsocket.close(linger=self._linger_ms)
-            self._zsocket = None
+        zsock, self._zsocket = self._zsocket, None
+        if zsock is not None:
+            self._close_sockets(zsock, self._linger_ms)
+
+    def _close_sockets(self, zsock: Any, linger_ms: int) -> None:
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            try:
+                zsock.disable_monitor()
+            except self._zmq.ZMQError:
+                pass
+            monitor.close(linger=0)
+        zsock.close(linger=linger_ms)
 
     def close(self) -> None:
+        """Close the socket and terminate the context: waits at most ``linger`` for delivery.
+
+        Raises TransportError when linger ran out with messages still queued (they are
+        dropped), saying what is known of the Executor; everything is released anyway.
+        """
+        if self._zsocket is None and self._context is None:
+            return
+        now = time.monotonic()
+        state = "the socket was closed before"
+        if self._zsocket is not None:
+            self._read_events(now)
+            state = self._state(now)
+        sent = self.sent
         self.detach()
         if self._context is not None:
             self._context.term()
             self._context = None
+        waited = time.monotonic() - now
+        if sent and self._linger_ms and waited >= self._linger - _LINGER_SLACK:
+            raise TransportError(
+                f"ZeroMQ could not deliver every message queued for the Executor at {self._where} within "
+                f"linger={self._linger:g} s ({state}); they were dropped: up to {min(sent, self._hwm + 1)} "
+                "ZeroMQ messages, each a batch of one or more frames. Is the Executor running and reading?")
+
+
+def _tcp_port(address: str) -> Optional[int]:
+    """The port of a ``tcp://host:port`` endpoint, else None."""
+    if not address.startswith("tcp://"):
+        return None
+    try:
+        return int(address.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return None
 
 
 # ---------------------------------------------------------------------- exit hook

@@ -21,13 +21,21 @@ from . import codec
 from . import env as _env
 from ._queue import MessageQueue
 from ._reader import ReaderStats, StreamReader, ZmqReader
-from ._writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_FLUSH_SIZE, FrameWriter, StreamLink, ZmqLink
+from ._writer import (
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_FLUSH_SIZE,
+    DEFAULT_SEND_TIMEOUT,
+    FrameWriter,
+    StreamLink,
+    ZmqLink,
+)
 from .communicator import Communicator
 from .errors import (
     CommunicatorClosed,
     ConfigurationError,
     ProtocolError,
     TransportError,
+    TunnelError,
     UsageError,
 )
 from .framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder
@@ -99,7 +107,14 @@ class SocketCommunicator(Communicator):
         flush_interval: Task: latency bound of the send buffer, seconds (default 0.001);
             ``0`` sends every message at once (write-through).
         flush_size: Task: buffered bytes that trigger a send (default 64 KiB).
-        connect_timeout: raw TCP Task: seconds to wait for a connection.
+        connect_timeout: Task: seconds to wait for a connection (raw TCP), or that a ZeroMQ
+            Task may stay without its first connection (ZeroMQ connects in the background and
+            queues meanwhile) before :meth:`write` raises TransportError.
+        send_timeout: TCP Task (raw or ZeroMQ, Linux): seconds the Executor's host may
+            acknowledge nothing of what was sent before :meth:`write` raises
+            TransportError (default 10; 0: wait as long as TCP does, about 15 minutes).
+            This detects a cut network or a dead host; an Executor that is alive but reads
+            slowly is not a timeout (writes wait: backpressure).
         ssh_options: Task across hosts: extra ssh arguments (default: ``LUTE_SSH_OPTIONS``).
         tunnel_timeout: Task across hosts: seconds to wait for the ssh tunnel.
 
@@ -115,7 +130,13 @@ class SocketCommunicator(Communicator):
     ZeroMQ notes: the PULL socket rejects ZeroMQ messages larger than ``max_frame_size``
     (plus framing) and ZeroMQ manages connections itself, so ``max_connections`` and
     ``idle_timeout`` apply to raw sockets only; authentication failures are counted and
-    logged but cannot close one connection.
+    logged but cannot close one connection. A ZeroMQ Task raises TransportError on :meth:`write` once its
+    Executor dropped the connection (exited or died) and has not come back.
+
+    Losses are reported, never silent: on the Task, :meth:`close` (``clear_communicator``)
+    raises TransportError, after releasing everything, when messages that :meth:`write`
+    accepted could not be delivered (the final send failed, or ZeroMQ still held messages
+    when ``linger`` ran out).
     """
 
     READ_TIMEOUT: float = 0.01
@@ -141,14 +162,15 @@ class SocketCommunicator(Communicator):
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         flush_size: int = DEFAULT_FLUSH_SIZE,
         connect_timeout: float = 10.0,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
         ssh_options: Optional[Sequence[str]] = None,
         tunnel_timeout: float = DEFAULT_TUNNEL_TIMEOUT,
     ) -> None:
         super().__init__(party=party, use_pickle=use_pickle)
         if (max_connections is not None and max_connections < 1) or idle_timeout <= 0 or queue_size < 1 \
-                or linger < 0 or flush_interval < 0 or flush_size < 1:
+                or linger < 0 or flush_interval < 0 or flush_size < 1 or send_timeout < 0:
             raise UsageError("max_connections, queue_size and flush_size must be >= 1, idle_timeout > 0, "
-                             "linger >= 0 and flush_interval >= 0")
+                             "linger, flush_interval and send_timeout >= 0")
         self._use_zmq_arg = use_zmq
         self._require_auth_arg = require_auth
         self._loads_arg = loads
@@ -161,6 +183,7 @@ class SocketCommunicator(Communicator):
         self.flush_interval = flush_interval
         self.flush_size = flush_size
         self.connect_timeout = connect_timeout
+        self.send_timeout = send_timeout
         self._ssh_options_arg = None if ssh_options is None else list(ssh_options)
         self.tunnel_timeout = tunnel_timeout
         self.use_zmq: bool = USE_ZMQ if use_zmq is None else bool(use_zmq)
@@ -367,7 +390,8 @@ class SocketCommunicator(Communicator):
                                          "Executor's port (the Executor exports it when it picks one).")
             target = self._local_tcp_host() if _env.is_local_host(host) else host
             link: Any = self._zmq_link(f"tcp://{_zmq_host(target)}:{port}") if self.use_zmq \
-                else StreamLink(lambda: _connect_tcp(target, port, self.connect_timeout))
+                else StreamLink(lambda: _connect_tcp(target, port, self.connect_timeout),
+                                send_timeout=self.send_timeout)
         else:
             path = _env.socket_path()
             if path is None:
@@ -378,8 +402,9 @@ class SocketCommunicator(Communicator):
                 self._tunnel = SshTunnel(host, path, ssh_options=options, timeout=self.tunnel_timeout)
                 path = self._tunnel.open()
             local_path = path
-            link = self._zmq_link(f"ipc://{local_path}") if self.use_zmq \
-                else StreamLink(lambda: _connect_unix(local_path))
+            via = "" if self._tunnel is None else f"through the ssh tunnel to {host}"
+            link = self._zmq_link(f"ipc://{local_path}", via) if self.use_zmq \
+                else StreamLink(lambda: self._connect_local(local_path))
         self._writer = FrameWriter(link, key, flush_interval=self.flush_interval, flush_size=self.flush_size)
         self._writer.open()
 
@@ -387,10 +412,19 @@ class SocketCommunicator(Communicator):
         host = self._bind_host()
         return host if host is not None else "127.0.0.1"  # an address: no name lookup per connection
 
-    def _zmq_link(self, address: str) -> ZmqLink:
-        link = ZmqLink(address, self.linger)
+    def _zmq_link(self, address: str, via: str = "") -> ZmqLink:
+        link = ZmqLink(address, self.linger, send_timeout=self.send_timeout,
+                       connect_timeout=self.connect_timeout, via=via)
         link.open()
         return link
+
+    def _connect_local(self, path: str) -> socket.socket:
+        """Connect to the Executor's Unix socket, or to the local end of the ssh tunnel (checked first:
+        a tunnel whose ssh ended is a TunnelError with ssh's reason, not a refused connection)."""
+        tunnel = self._tunnel
+        if tunnel is not None:
+            tunnel.check()
+        return _connect_unix(path)
 
     # ------------------------------------------------------------------ reading
     def read(self, proc: Optional[subprocess.Popen] = None, wait: Optional[float] = None) -> Message:
@@ -472,17 +506,42 @@ class SocketCommunicator(Communicator):
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:
         """Stop the reader thread, close sockets/contexts, remove the socket file, private
-        directory and ssh tunnel, and undo the environment variables this Executor chose. Idempotent."""
+        directory and ssh tunnel, and undo the environment variables this Executor chose. Idempotent.
+
+        Task side: raises TransportError, once everything is released, when messages that
+        :meth:`write` accepted could not be delivered (the final send failed, or ZeroMQ still
+        held messages when ``linger`` ran out). Other failures while closing are logged.
+        """
         self._closed = True
         errors: List[BaseException] = []
+        undelivered: Optional[TransportError] = None
         for step in (self._close_reader, self._close_writer, self._close_tunnel, self._close_files,
                      self._restore_env):
             try:
                 step()
-            except Exception as exc:  # close everything even if one step fails
+            except TransportError as exc:  # close everything even if one step fails
+                if step == self._close_writer:
+                    undelivered = exc
+                else:
+                    errors.append(exc)
+            except Exception as exc:
                 errors.append(exc)
         if errors:
             logger.warning("errors while closing %s: %s", self, "; ".join(map(str, errors)))
+        if undelivered is not None:
+            raise undelivered
+
+    def __exit__(self, exc_type: Optional[type] = None, exc: Optional[BaseException] = None,
+                 tb: Any = None) -> None:
+        """Close (see :meth:`close`). While another exception propagates, an undelivered-messages
+        TransportError from closing is logged as a warning instead of replacing it."""
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except TransportError as err:
+            logger.warning("while handling %s: %s", exc_type.__name__, err)
 
     def _close_reader(self) -> None:
         if self._reader is not None:

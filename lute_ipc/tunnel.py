@@ -13,6 +13,17 @@ environment variable ``LUTE_SSH_OPTIONS`` (shell words, e.g. ``-F ~/.ssh/lute_co
 are passed to ``ssh`` before the destination, so an alias in an ssh config file can name
 the real host name, port, user and key. The local socket lives in a private (0700)
 directory that :meth:`SshTunnel.close` removes.
+
+A dead network path is noticed by ssh's keep-alive: ``ServerAliveInterval=3`` and
+``ServerAliveCountMax=2`` by default, so ssh exits about 9 s (3 x (2 + 1)) after the Executor's
+host stopped answering (measured: 9-10 s; ssh's own default never gives up, and the former
+30 s x 3 took about 2 minutes).
+The Task's next write then fails: a raw socket gets :class:`~lute_ipc.errors.TunnelError`
+from :meth:`SshTunnel.check`, ZeroMQ sees its connection dropped. An Executor that only reads
+slowly does not trigger it (sshd answers keep-alives whatever its forwarded channel does).
+These two options are placed after ``ssh_options``, so a ``-o ServerAliveInterval=...`` there
+wins (ssh keeps the first value it reads); values in an ssh config file do not (command-line
+options come first): pass ``server_alive_interval=0`` to leave both to ssh's configuration.
 """
 
 from __future__ import annotations
@@ -29,19 +40,23 @@ from typing import List, Optional, Sequence, Type
 
 from .errors import TunnelError, UsageError
 
-__all__ = ["SshTunnel", "DEFAULT_TUNNEL_TIMEOUT"]
+__all__ = ["SshTunnel", "DEFAULT_TUNNEL_TIMEOUT", "DEFAULT_SERVER_ALIVE_INTERVAL",
+           "DEFAULT_SERVER_ALIVE_COUNT_MAX"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TUNNEL_TIMEOUT = 15.0
 """Seconds :meth:`SshTunnel.open` waits for the tunnel to accept connections."""
+DEFAULT_SERVER_ALIVE_INTERVAL = 3
+"""ssh's ``ServerAliveInterval``: seconds without data from the server before a keep-alive."""
+DEFAULT_SERVER_ALIVE_COUNT_MAX = 2
+"""ssh's ``ServerAliveCountMax``: unanswered keep-alives before ssh gives up (and exits)."""
 
 _BASE_OPTIONS = (
     "-T",  # no tty
     "-o", "BatchMode=yes",  # never ask for a password or a host key confirmation
     "-o", "ExitOnForwardFailure=yes",
     "-o", "StreamLocalBindUnlink=yes",
-    "-o", "ServerAliveInterval=30",
     "-o", "LogLevel=ERROR",
 )
 _REMOTE_COMMAND = "cat"
@@ -59,6 +74,11 @@ class SshTunnel:
             ``-i``, ``-o ...``).
         ssh_command: the ssh client to run.
         timeout: seconds to wait for the tunnel to accept connections.
+        server_alive_interval: ssh's ``ServerAliveInterval`` (seconds); 0 leaves both
+            keep-alive options to ssh's configuration.
+        server_alive_count_max: ssh's ``ServerAliveCountMax``. ssh exits when the Executor's
+            host has not answered for about ``server_alive_interval`` x
+            (``server_alive_count_max`` + 1) seconds.
     """
 
     def __init__(
@@ -69,27 +89,59 @@ class SshTunnel:
         ssh_options: Sequence[str] = (),
         ssh_command: str = "ssh",
         timeout: float = DEFAULT_TUNNEL_TIMEOUT,
+        server_alive_interval: int = DEFAULT_SERVER_ALIVE_INTERVAL,
+        server_alive_count_max: int = DEFAULT_SERVER_ALIVE_COUNT_MAX,
     ) -> None:
         if not destination:
             raise UsageError("the ssh destination must not be empty")
+        if server_alive_interval < 0 or server_alive_count_max < 1:
+            raise UsageError("server_alive_interval must be >= 0 and server_alive_count_max >= 1")
         self.destination = destination
         self.remote_socket = remote_socket
         self.ssh_options = list(ssh_options)
         self.ssh_command = ssh_command
         self.timeout = float(timeout)
+        self.server_alive_interval = int(server_alive_interval)
+        self.server_alive_count_max = int(server_alive_count_max)
+        self._ended: Optional[str] = None
         self._dir: Optional[str] = None
         self._proc: Optional[subprocess.Popen] = None
         self.local_socket: Optional[str] = None
 
     def command(self, local_socket: str) -> List[str]:
         """The ssh command line for forwarding ``local_socket``."""
-        return [self.ssh_command, *_BASE_OPTIONS, *self.ssh_options,
+        alive: List[str] = []
+        if self.server_alive_interval:  # after ssh_options: a -o there wins (ssh keeps the first value)
+            alive = ["-o", f"ServerAliveInterval={self.server_alive_interval}",
+                     "-o", f"ServerAliveCountMax={self.server_alive_count_max}"]
+        return [self.ssh_command, *_BASE_OPTIONS, *self.ssh_options, *alive,
                 "-L", f"{local_socket}:{self.remote_socket}", self.destination, _REMOTE_COMMAND]
 
     @property
     def running(self) -> bool:
         """True while the ssh process is alive."""
         return self._proc is not None and self._proc.poll() is None
+
+    def check(self) -> None:
+        """Raise :class:`~lute_ipc.errors.TunnelError` with ssh's exit code and error output if
+        the tunnel is not running (ssh ended: the host stopped answering, the forwarding
+        failed, or ssh was killed)."""
+        proc = self._proc
+        if proc is None:
+            raise TunnelError(f"the ssh tunnel to the Executor's host {self.destination} is not open")
+        code = proc.poll()
+        if code is None:
+            return
+        if self._ended is None:
+            self._ended = (f"the ssh tunnel to the Executor's host {self.destination} ended (ssh exit code "
+                           f"{code}): {self._stderr() or 'no error output'}. ssh exits when the host has not "
+                           f"answered its keep-alives for about {self._alive_bound()}, or when it is killed")
+        raise TunnelError(self._ended)
+
+    def _alive_bound(self) -> str:
+        if not self.server_alive_interval:
+            return "ServerAliveInterval x ServerAliveCountMax seconds (ssh configuration)"
+        return f"{self.server_alive_interval * (self.server_alive_count_max + 1)} s"
 
     def open(self) -> str:
         """Start ssh and wait until the tunnel accepts; return the local socket path."""

@@ -177,7 +177,8 @@ def test_task_write_after_close_is_refused(transport: bool) -> None:
 
 
 def test_zmq_task_close_never_hangs_without_executor(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    """Nobody reads: close() gives up after the linger instead of blocking the Task's exit."""
+    """Nobody reads: close() gives up after the linger instead of blocking the Task's exit, and
+    says that the messages were dropped (TransportError) instead of returning as if delivered."""
     monkeypatch.setenv("LUTE_EXECUTOR_HOST", "localhost")
     monkeypatch.setenv("LUTE_SOCKET", str(tmp_path / "nobody.sock"))
     task = SocketCommunicator(Party.TASK, use_zmq=True, linger=0.3)
@@ -185,8 +186,53 @@ def test_zmq_task_close_never_hangs_without_executor(monkeypatch: pytest.MonkeyP
     for i in range(10):
         task.write(Message(i))
     start = time.monotonic()
-    task.clear_communicator()
+    with pytest.raises(TransportError, match="never connected"):
+        task.clear_communicator()
     assert time.monotonic() - start < 3
+    with pytest.raises(CommunicatorClosed):  # closed all the same
+        task.write(Message("too late"))
+
+
+def test_zmq_task_without_executor_gets_an_error_after_connect_timeout(monkeypatch: pytest.MonkeyPatch,
+                                                                         tmp_path) -> None:
+    """ZeroMQ connects in the background and queues meanwhile; once connect_timeout passed without a
+    connection, write() raises TransportError (queueing nothing) instead of queueing for nobody."""
+    monkeypatch.setenv("LUTE_EXECUTOR_HOST", "localhost")
+    monkeypatch.setenv("LUTE_SOCKET", str(tmp_path / "nobody.sock"))
+    task = SocketCommunicator(Party.TASK, use_zmq=True, linger=0, connect_timeout=0.3)
+    task.write(Message("queued while ZeroMQ tries to connect"))
+    time.sleep(0.4)
+    with pytest.raises(TransportError, match="no connection within 0.3 s"):
+        task.write(Message("refused"))
+    task.clear_communicator()  # linger=0: the queue is dropped as asked, nothing is raised
+
+
+def test_zmq_task_write_fails_once_its_executor_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Executor closes: the ZeroMQ Task's next writes raise TransportError (within a bound) instead
+    of queueing into libzmq for nobody; close() then reports what it could not deliver."""
+    use_transport(monkeypatch, ("zmq", "unix"))
+    ex = executor(True)
+    task = SocketCommunicator(Party.TASK, use_zmq=True, linger=0.2)
+    task.write(Message("first"))
+    assert ex.read(wait=10) == Message("first")
+    ex.clear_communicator()
+    deadline = time.monotonic() + 10
+    with pytest.raises(TransportError, match="dropped its ZeroMQ connection") as info:
+        while time.monotonic() < deadline:
+            task.write(Message("after the Executor closed"))
+            time.sleep(0.005)
+    assert "Executor" in str(info.value)
+    try:
+        task.clear_communicator()
+    except TransportError as exc:  # what ZeroMQ still held when the Executor left is reported
+        assert "linger=0.2 s" in str(exc)
+
+
+def test_send_timeout_is_validated() -> None:
+    with pytest.raises(UsageError, match="send_timeout"):
+        SocketCommunicator(Party.TASK, send_timeout=-1)
+    assert SocketCommunicator(Party.TASK).send_timeout == 10.0
+    assert SocketCommunicator(Party.TASK, send_timeout=0).send_timeout == 0
 
 
 # --------------------------------------------------------------------------- Task set-up errors

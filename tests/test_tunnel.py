@@ -19,7 +19,7 @@ from typing import Dict, Iterator
 import pytest
 
 from lute_ipc import Message, Party, SocketCommunicator
-from lute_ipc.errors import TunnelError
+from lute_ipc.errors import TunnelError, UsageError
 from lute_ipc.tunnel import SshTunnel
 from tests.socket_tasks.helpers import child_env, clear_lute_env, collect, executor, finish, start_task
 
@@ -152,3 +152,39 @@ def test_tunnel_open_timeout(sshd, tmp_path) -> None:
     with pytest.raises(TunnelError, match="did not accept connections within"):
         tunnel.open()
     assert not tunnel.running
+
+
+def test_keep_alive_options_bound_a_dead_link_and_user_options_win() -> None:
+    """Default keep-alive (3 s x (2 + 1) = about 9 s to give up on a silent host), placed after the
+    user's options so that a -o ServerAlive... there wins (ssh keeps the first value it reads)."""
+    cmd = SshTunnel("h", "/remote.sock").command("/local.sock")
+    assert cmd[cmd.index("ServerAliveInterval=3") - 1] == "-o" and "ServerAliveCountMax=2" in cmd
+    user = ["-o", "ServerAliveInterval=30"]
+    cmd = SshTunnel("h", "/remote.sock", ssh_options=user).command("/local.sock")
+    assert cmd.index("ServerAliveInterval=30") < cmd.index("ServerAliveInterval=3")
+    cmd = SshTunnel("h", "/remote.sock", server_alive_interval=0).command("/local.sock")
+    assert not [a for a in cmd if a.startswith("ServerAlive")]
+    with pytest.raises(UsageError):
+        SshTunnel("h", "/remote.sock", server_alive_count_max=0)
+
+
+def test_dead_tunnel_is_a_tunnel_error_on_the_next_write(sshd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ssh ends (here: killed; on a cut link: its keep-alive gives up): a raw Task's next write raises
+    TunnelError with ssh's exit code, not a puzzling 'connection refused' on a local socket."""
+    with executor(False) as ex:
+        monkeypatch.setenv("LUTE_EXECUTOR_HOST", ALIAS)
+        task = SocketCommunicator(Party.TASK, use_zmq=False, ssh_options=["-F", sshd["config"]])
+        task.write(Message("via ssh"))
+        assert ex.read(wait=10) == Message("via ssh")
+        task._tunnel._proc.kill()
+        task._tunnel._proc.wait(10)
+        deadline = time.monotonic() + 10
+        with pytest.raises(TunnelError, match="ssh tunnel to the Executor's host .* ended") as info:
+            while time.monotonic() < deadline:
+                task.write(Message("after ssh died"))
+                time.sleep(0.02)
+        assert "exit code" in str(info.value)
+        try:
+            task.clear_communicator()
+        except TunnelError:  # the last buffered messages could not go anywhere
+            pass

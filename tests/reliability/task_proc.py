@@ -5,7 +5,7 @@ usage: task_proc.py CONFIG_JSON
 CONFIG keys: ``sender`` (name), ``count`` (messages, default 1000), ``start`` (first seq),
 ``rate`` (messages/s, 0 = as fast as possible), ``duration`` (stop writing after that many
 seconds), ``on_error`` (``exit``: report the error and exit 3; ``retry``: report it, wait
-50 ms and write the same message again, until ``duration``), ``connect_timeout``,
+50 ms and write the same message again, until ``duration``), ``connect_timeout``, ``send_timeout``,
 ``big`` (after ``count`` messages, announce ``{"big": ...}`` then write one message of that
 many bytes), ``hold`` (after writing, wait for stdin to close before closing), ``use_zmq``.
 
@@ -39,8 +39,9 @@ def main() -> None:
     options = {}
     if "use_zmq" in cfg:
         options["use_zmq"] = bool(cfg["use_zmq"])
-    if "connect_timeout" in cfg:
-        options["connect_timeout"] = float(cfg["connect_timeout"])
+    for name in ("connect_timeout", "send_timeout"):
+        if name in cfg:
+            options[name] = float(cfg[name])
     t0 = time.monotonic()
     comm = SocketCommunicator(Party.TASK, **options)
     errors = []
