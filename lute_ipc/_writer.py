@@ -179,7 +179,9 @@ class StreamLink:
     also watches, at most once a second, whether the Executor's host still acknowledges what
     was sent (:class:`_AckWatch`); after ``send_timeout`` seconds without any answer,
     :meth:`send` aborts the connection and raises :class:`~lute_ipc.errors.TransportError`
-    (what was in flight on it is lost; the next send reconnects).
+    (what was in flight on it is lost). The send after that raises it again instead of
+    reconnecting (the error may have gone to the writer's flusher thread, which only logs
+    it; a reconnect would first wait ``connect_timeout`` on a dead path); later sends reconnect.
 
     Args:
         connect: opens a new connection (raises TransportError with the reason).
@@ -193,6 +195,7 @@ class StreamLink:
         self._last_send = 0.0
         self._send_timeout = max(0.0, float(send_timeout))
         self._watch: Optional[_AckWatch] = None
+        self._unreachable: Optional[str] = None  # why the last connection was aborted, told once more
         self.reconnects = 0
 
     def open(self) -> None:
@@ -204,6 +207,9 @@ class StreamLink:
         """Send all ``pieces`` (buffers, in order) with gathered writes; on a connection
         closed by the peer reconnect once and resend. Raises TransportError when sending
         fails or (TCP) the Executor's host stopped answering for ``send_timeout`` seconds."""
+        if self._unreachable is not None:
+            reason, self._unreachable = self._unreachable, None
+            raise TransportError(reason + "; this message was not sent either")
         sock = self._sock
         now = time.monotonic()
         if sock is None or (now - self._last_send > _PEER_CHECK_AFTER and _peer_closed(sock)):
@@ -234,10 +240,10 @@ class StreamLink:
             return
         stalled = watch.sample(sock, time.monotonic())
         if stalled:
-            peer = _peer_name(sock)
+            reason = _unreachable(_peer_name(sock), stalled, self._send_timeout)
             self._abort()
-            raise TransportError(_unreachable(peer, stalled, self._send_timeout) + "; what was in flight on "
-                                 "this connection is lost (the next write reconnects)")
+            self._unreachable = reason
+            raise TransportError(reason + "; what was in flight on this connection is lost")
 
     def _attach(self, sock: socket.socket) -> socket.socket:
         self._sock = sock

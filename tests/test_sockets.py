@@ -12,6 +12,7 @@ from collections import defaultdict
 import pytest
 
 from lute_ipc import Message, Party, SocketCommunicator, framing
+from lute_ipc import _writer
 from lute_ipc import sockets as sockets_module
 from lute_ipc.errors import CommunicatorClosed, ConfigurationError, TransportError, UsageError
 from tests.socket_tasks.helpers import (
@@ -233,6 +234,39 @@ def test_send_timeout_is_validated() -> None:
         SocketCommunicator(Party.TASK, send_timeout=-1)
     assert SocketCommunicator(Party.TASK).send_timeout == 10.0
     assert SocketCommunicator(Party.TASK, send_timeout=0).send_timeout == 0
+
+
+@pytest.mark.skipif(_writer._TCP_INFO is None, reason="TCP_INFO is Linux-only")
+def test_send_timeout_tells_a_dead_path_from_a_slow_executor() -> None:
+    """The rule behind send_timeout, on crafted TCP_INFO samples (1 s apart): a live Executor whose
+    window stays closed answers its probes (counters at 0) and is never dead, however old its last
+    acknowledgement; unanswered retransmissions or probes with no acknowledgement for send_timeout
+    are, but never on a single sample (an answer may be on its way)."""
+
+    class Info:
+        def __init__(self) -> None:
+            self.fields = [0] * 21
+
+        def set(self, retransmits: int, probes: int, last_ack_ms: int) -> None:
+            self.fields[2], self.fields[3], self.fields[20] = retransmits, probes, last_ack_ms
+
+        def getsockopt(self, level: int, name: int, size: int) -> bytes:
+            return _writer._TCP_INFO_HEAD.pack(*self.fields)
+
+    info, watch = Info(), _writer._AckWatch(10.0)
+    for t in range(60):  # 60 s of a closed window, probes answered
+        info.set(0, 0, 1000 * t)
+        assert watch.sample(info, float(t)) == 0.0
+    info.set(0, 1, 50_000)  # a probe in flight after a long back-off: one sample proves nothing
+    assert watch.sample(info, 60.0) == 0.0
+    info.set(0, 0, 0)
+    assert watch.sample(info, 61.0) == 0.0
+    for t in range(62, 80):  # cut: retransmissions pile up, no acknowledgement any more
+        info.set(t - 61, 0, 1000 * (t - 62))
+        dead = watch.sample(info, float(t))
+        if dead:
+            break
+    assert dead >= 10.0 and t <= 73, (t, dead)
 
 
 # --------------------------------------------------------------------------- Task set-up errors
