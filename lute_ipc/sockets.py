@@ -54,6 +54,10 @@ Kept as a module attribute for compatibility with ``lute.execution.ipc.USE_ZMQ``
 _FRAME_OVERHEAD = 128
 """Upper bound of head + length + tag + trailer bytes around a payload."""
 _SOCKET_NAME = "lute.sock"
+_FRAMES_PER_ZMQ_MESSAGE = 64
+"""About how many messages one ZeroMQ message of a Task holds (a 64 KiB batch of ~1 KiB frames)."""
+_ZMQ_RCVHWM_RANGE = (4, 64)
+"""Bounds of the Executor's ZeroMQ receive high-water mark (ZeroMQ messages per connected Task)."""
 
 
 class SocketCommunicator(Communicator):
@@ -130,7 +134,10 @@ class SocketCommunicator(Communicator):
     ZeroMQ notes: the PULL socket rejects ZeroMQ messages larger than ``max_frame_size``
     (plus framing) and ZeroMQ manages connections itself, so ``max_connections`` and
     ``idle_timeout`` apply to raw sockets only; authentication failures are counted and
-    logged but cannot close one connection. A ZeroMQ Task raises TransportError on :meth:`write` once its
+    logged but cannot close one connection. The Executor's receive high-water mark is
+    derived from ``queue_size`` (``queue_size // 64`` ZeroMQ messages per connected Task,
+    between 4 and 64), so a slow consumer holds the Tasks back instead of growing the
+    Executor's memory. A ZeroMQ Task raises TransportError on :meth:`write` once its
     Executor dropped the connection (exited or died) and has not come back.
 
     Losses are reported, never silent: on the Task, :meth:`close` (``clear_communicator``)
@@ -341,7 +348,10 @@ class SocketCommunicator(Communicator):
         zsock = self._zcontext.socket(zmq.PULL)
         self._zsocket = zsock
         zsock.setsockopt(zmq.LINGER, 0)
-        zsock.setsockopt(zmq.RCVHWM, 160000)
+        # Counted in ZeroMQ messages, each a batch of frames: keep it small, so that the bound on
+        # memory is queue_size messages plus a few batches per connected Task (libzmq stops
+        # reading a connection whose queue is full; its Task then waits: backpressure).
+        zsock.setsockopt(zmq.RCVHWM, _zmq_receive_hwm(self.queue_size))
         zsock.setsockopt(zmq.MAXMSGSIZE, self.max_frame_size + _FRAME_OVERHEAD)
         if self.use_tcp:
             host = self._bind_host() or "*"
@@ -596,6 +606,17 @@ def default_max_connections() -> int:
     if soft == resource.RLIM_INFINITY:
         return 1024
     return max(16, min(1024, soft // 2))
+
+
+def _zmq_receive_hwm(queue_size: int) -> int:
+    """The Executor's ZeroMQ receive high-water mark for ``queue_size`` (ZeroMQ messages per connected Task).
+
+    ZeroMQ counts messages, and a Task's ZeroMQ message is a batch of frames (up to its
+    ``flush_size``, 64 KiB by default) or one large message: ``queue_size // 64`` batches,
+    between 4 and 64, keeps what libzmq buffers per Task in the order of the queue itself.
+    """
+    low, high = _ZMQ_RCVHWM_RANGE
+    return max(low, min(high, queue_size // _FRAMES_PER_ZMQ_MESSAGE))
 
 
 def _remove_stale_socket(path: str) -> None:

@@ -269,6 +269,14 @@ def test_send_timeout_tells_a_dead_path_from_a_slow_executor() -> None:
     assert dead >= 10.0 and t <= 73, (t, dead)
 
 
+def test_zmq_executor_receive_hwm_follows_queue_size() -> None:
+    """ZeroMQ counts messages and a Task's ZeroMQ message is a batch of frames: the Executor's
+    RCVHWM is derived from queue_size (small), so memory is bounded by it, not by 160,000 batches."""
+    hwm = sockets_module._zmq_receive_hwm
+    assert hwm(2000) == 31
+    assert hwm(1) == 4 and hwm(100_000) == 64
+
+
 # --------------------------------------------------------------------------- Task set-up errors
 def test_task_without_environment_gets_clear_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigurationError, match="LUTE_EXECUTOR_HOST"):
