@@ -143,7 +143,8 @@ class SocketCommunicator(Communicator):
     Losses are reported, never silent: on the Task, :meth:`close` (``clear_communicator``)
     raises TransportError, after releasing everything, when messages that :meth:`write`
     accepted could not be delivered (the final send failed, or ZeroMQ still held messages
-    when ``linger`` ran out).
+    when ``linger`` ran out); on the Executor, closing with messages received but not read
+    logs one warning with their number.
     """
 
     READ_TIMEOUT: float = 0.01
@@ -520,8 +521,12 @@ class SocketCommunicator(Communicator):
 
         Task side: raises TransportError, once everything is released, when messages that
         :meth:`write` accepted could not be delivered (the final send failed, or ZeroMQ still
-        held messages when ``linger`` ran out). Other failures while closing are logged.
+        held messages when ``linger`` ran out). Executor side: messages received but not read
+        are discarded with one warning giving their number. Other failures while closing are
+        logged.
         """
+        first = not self._closed
+        address = self.address if first else None
         self._closed = True
         errors: List[BaseException] = []
         undelivered: Optional[TransportError] = None
@@ -536,6 +541,8 @@ class SocketCommunicator(Communicator):
                     errors.append(exc)
             except Exception as exc:
                 errors.append(exc)
+        if first:
+            self._report_unread(address)
         if errors:
             logger.warning("errors while closing %s: %s", self, "; ".join(map(str, errors)))
         if undelivered is not None:
@@ -552,6 +559,15 @@ class SocketCommunicator(Communicator):
             self.close()
         except TransportError as err:
             logger.warning("while handling %s: %s", exc_type.__name__, err)
+
+    def _report_unread(self, address: Optional[str]) -> None:
+        """Executor: one warning when closing discards messages that were received but not read."""
+        queue = self._queue
+        unread = 0 if queue is None or self._party != Party.EXECUTOR else len(queue)
+        if unread:
+            logger.warning("closing the Executor's SocketCommunicator (%s) discards %d queued message(s) "
+                           "received but not read (read them first, e.g. with read_many(), to keep them)",
+                           address or "not bound", unread)
 
     def _close_reader(self) -> None:
         if self._reader is not None:

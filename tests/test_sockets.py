@@ -229,6 +229,23 @@ def test_zmq_task_write_fails_once_its_executor_closed(monkeypatch: pytest.Monke
         assert "linger=0.2 s" in str(exc)
 
 
+def test_executor_close_reports_unread_messages(transport: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """Closing an Executor that received messages nobody read logs one warning with their number."""
+    ex = executor(transport)
+    task = SocketCommunicator(Party.TASK, use_zmq=transport)
+    for i in range(5):
+        task.write(Message(i))
+    task.clear_communicator()
+    deadline = time.monotonic() + 10
+    while len(ex._queue) < 5 and time.monotonic() < deadline:  # received, not read
+        time.sleep(0.01)
+    caplog.set_level("WARNING", logger="lute_ipc")
+    ex.clear_communicator()
+    ex.clear_communicator()  # idempotent: no second warning
+    warnings = [r.getMessage() for r in caplog.records if "received but not read" in r.getMessage()]
+    assert len(warnings) == 1 and "discards 5 queued message(s)" in warnings[0], warnings
+
+
 def test_send_timeout_is_validated() -> None:
     with pytest.raises(UsageError, match="send_timeout"):
         SocketCommunicator(Party.TASK, send_timeout=-1)
