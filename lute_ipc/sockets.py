@@ -445,7 +445,9 @@ class SocketCommunicator(Communicator):
             proc: ignored (LUTE compatibility).
             wait: seconds to block for a message (default :attr:`READ_TIMEOUT`, 10 ms).
         """
-        queue = self._executor_queue()
+        queue = self._queue  # set only on a set-up Executor
+        if queue is None or self._closed:
+            queue = self._executor_queue()  # raises the matching error
         msg = queue.get(self.READ_TIMEOUT if wait is None else wait)
         return Message() if msg is None else msg
 
