@@ -393,8 +393,16 @@ class ZmqReader(_ReaderThread):
     """Reads framed messages from a ZeroMQ PULL socket (owned by the caller, used only here).
 
     Frames never span ZeroMQ messages; one message may hold several frames. A ZeroMQ
-    message that ends inside a frame is a framing error (``TruncatedFrame``).
+    message that ends inside a frame is a framing error (``TruncatedFrame``). The padding
+    message a closing Task sends last (it starts with :attr:`END_PADDING_MARK`, never a frame
+    head; see ``lute_ipc._writer.ZmqLink.close``) is skipped.
+
+    Backpressure: while the queue is full the thread waits in ``_deliver`` and reads nothing;
+    libzmq then holds at most the socket's ``RCVHWM`` ZeroMQ messages per connection and stops
+    reading the connections, so the Tasks wait at their own high-water mark.
     """
+
+    END_PADDING_MARK = b"LUTE-IPC-END;;;"
 
     def __init__(self, zsocket: Any, queue: MessageQueue, make_decoder: DecoderFactory,
                  *, name: str = "lute-ipc-zmq-reader") -> None:
@@ -435,6 +443,8 @@ class ZmqReader(_ReaderThread):
                 data = recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
+            if data.startswith(self.END_PADDING_MARK):
+                continue
             self.stats.bytes_received += len(data)
             messages = decoder.feed(data)
             decoder.feed_eof()

@@ -37,12 +37,14 @@ from __future__ import annotations
 import atexit
 import heapq
 import errno
+import fcntl
 import logging
 import os
 import select
 import socket
 import struct
 import sys
+import termios
 import threading
 import time
 import weakref
@@ -97,6 +99,13 @@ _ZMQ_WAIT_MS = 250
 _LINGER_SLACK = 0.02
 """A ZeroMQ close that took ``linger`` minus this long ran out of linger (libzmq's timers are
 about 1 ms precise)."""
+_END_PADDING_SIZE = 16 * 1024
+"""Size of the padding ZeroMQ message a closing link sends last: at least twice libzmq's
+output batch (8 KiB), see :meth:`ZmqLink.close`."""
+_CONSUMED_POLL = (0.0002, 0.005)
+"""First and longest pause between two looks at a closing connection's unread bytes (doubling)."""
+_OUTQ = getattr(termios, "TIOCOUTQ", None) if sys.platform.startswith("linux") else None
+"""``SIOCOUTQ``: on a Unix stream socket, what it sent that the peer has not read yet."""
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _TCP_INFO = getattr(socket, "TCP_INFO", None) if sys.platform.startswith("linux") else None
 _TCP_INFO_HEAD = struct.Struct("8B13I")
@@ -532,12 +541,6 @@ class ZmqLink:
             return f"its host had acknowledged nothing for {self._watch.stalled_for:.0f} s"
         return "it was connected but did not take them in time"
 
-    def detach(self) -> None:
-        """Close the socket (queued messages stay with the context for ``linger``)."""
-        zsock, self._zsocket = self._zsocket, None
-        if zsock is not None:
-            self._close_sockets(zsock, self._linger_ms)
-
     def _close_sockets(self, zsock: Any, linger_ms: int) -> None:
         monitor, self._monitor = self._monitor, None
         if monitor is not None:
@@ -549,29 +552,138 @@ class ZmqLink:
         zsock.close(linger=linger_ms)
 
     def close(self) -> None:
-        """Close the socket and terminate the context: waits at most ``linger`` for delivery.
+        """Close the socket and terminate the context, waiting at most ``linger`` until the
+        Executor has taken what was queued.
 
-        Raises TransportError when linger ran out with messages still queued (they are
-        dropped), saying what is known of the Executor; everything is released anyway.
+        Raises TransportError (after releasing everything) when that did not happen: linger
+        ran out with messages still queued or unread, or the Executor went away meanwhile.
+
+        libzmq's linger alone is not enough under backpressure. It ends once its queue is
+        empty, when its I/O engine has taken the last message, and discards what the engine
+        has not written yet; and when a Unix socket is closed while the Executor's PULL socket
+        is at its high-water mark, libzmq on the Executor's side discards what the kernel still
+        holds for it (measured: a Task exited 0 without its last 36 messages). So, while
+        connected, a padding message (:data:`END_PADDING`, skipped by the Executor) goes last,
+        larger than the engine's output batch, so that only padding can be left unwritten. On
+        a Unix socket (Linux), a duplicate of the connection's descriptor also keeps the
+        connection open after libzmq closed its own, until the Executor has read every byte
+        (``SIOCOUTQ`` is 0) or linger ran out. (TCP delivers what was written before the
+        connection's end even to a PULL socket at its high-water mark.)
         """
         if self._zsocket is None and self._context is None:
             return
         now = time.monotonic()
+        deadline = now + self._linger
         state = "the socket was closed before"
+        held: Optional[socket.socket] = None
         if self._zsocket is not None:
             self._read_events(now)
-            state = self._state(now)
+            if self._connected is None and self.sent and self._linger_ms:
+                self._await_connection(deadline)  # written at once after open(): ZeroMQ still connects
+            state = self._state(time.monotonic())
+            if self._connected and self.sent and self._linger_ms:
+                if self._address.startswith("ipc://") and _OUTQ is not None:
+                    held = self._hold_connection()
+                if not self._send_padding(deadline) and held is not None:
+                    held.close()  # the queue stayed full until the deadline: linger decides
+                    held = None
         sent = self.sent
-        self.detach()
-        if self._context is not None:
-            self._context.term()
-            self._context = None
-        waited = time.monotonic() - now
-        if sent and self._linger_ms and waited >= self._linger - _LINGER_SLACK:
+        unread = 0
+        try:
+            zsock, self._zsocket = self._zsocket, None
+            if zsock is not None:  # the linger left
+                self._close_sockets(zsock, max(0, int((deadline - time.monotonic()) * 1000)))
+            if self._context is not None:
+                self._context.term()
+                self._context = None
+            if held is not None:
+                unread = _wait_consumed(held, deadline)
+                if unread < 0:
+                    state = "it closed the connection before taking everything"
+                elif unread:
+                    state = f"it had not taken the last {unread} bytes"
+        finally:
+            if held is not None:
+                held.close()
+        ran_out = time.monotonic() - now >= self._linger - _LINGER_SLACK
+        if sent and self._linger_ms and (unread or (held is None and ran_out)):
             raise TransportError(
                 f"ZeroMQ could not deliver every message queued for the Executor at {self._where} within "
-                f"linger={self._linger:g} s ({state}); they were dropped: up to {min(sent, self._hwm + 1)} "
+                f"linger={self._linger:g} s ({state}); the rest were dropped: up to {min(sent, self._hwm + 1)} "
                 "ZeroMQ messages, each a batch of one or more frames. Is the Executor running and reading?")
+
+    def _await_connection(self, deadline: float) -> None:
+        pause, longest = _CONSUMED_POLL
+        while self._connected is None and time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, longest)
+            self._read_events(time.monotonic())
+
+    def _hold_connection(self) -> Optional[socket.socket]:
+        """A duplicate of libzmq's descriptor of the Unix connection to the Executor, or None if it
+        cannot be identified (it must still be a socket whose peer is the Executor's path)."""
+        try:
+            fd = os.dup(self._fd)
+        except OSError:
+            return None
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            return None
+        try:
+            ours = sock.getpeername() == self._address[len("ipc://"):]
+        except OSError:
+            ours = False
+        if not ours:
+            sock.close()
+            return None
+        return sock
+
+    def _send_padding(self, deadline: float) -> bool:
+        """Queue :data:`END_PADDING` last (waiting for room until ``deadline``); False if it could not be."""
+        zmq, zsock = self._zmq, self._zsocket
+        while True:
+            try:
+                zsock.send(END_PADDING, zmq.NOBLOCK, copy=True)
+                return True
+            except zmq.Again:
+                pass
+            except zmq.ZMQError:
+                return False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                zsock.poll(min(_ZMQ_WAIT_MS, int(remaining * 1000) + 1), zmq.POLLOUT)
+            except zmq.ZMQError:
+                return False
+
+
+END_PADDING = b"LUTE-IPC-END;;;" + bytes(_END_PADDING_SIZE - 15)
+"""The ZeroMQ message a closing Task link sends last (see :meth:`ZmqLink.close`); the Executor's
+reader skips ZeroMQ messages that start with :data:`END_PADDING_MARK`. It cannot be mistaken
+for data: a Task's ZeroMQ message starts with a frame head (``MSG;;;`` or ``MAC;;;``)."""
+END_PADDING_MARK = END_PADDING[:15]
+
+
+def _wait_consumed(sock: socket.socket, deadline: float) -> int:
+    """Wait until the peer of the Unix socket ``sock`` has read every byte sent, or ``deadline``;
+    return the bytes still unread (0: all read; -1: the peer closed first)."""
+    buf = bytearray(4)
+    pause, longest = _CONSUMED_POLL
+    while True:
+        try:
+            fcntl.ioctl(sock.fileno(), _OUTQ, buf)  # type: ignore[arg-type]
+        except OSError:
+            return -1
+        pending = int.from_bytes(buf, sys.byteorder, signed=True)
+        if pending <= 0:
+            return -1 if _peer_closed(sock) else 0
+        if time.monotonic() >= deadline:
+            return pending
+        time.sleep(pause)
+        pause = min(pause * 2, longest)
 
 
 def _tcp_port(address: str) -> Optional[int]:

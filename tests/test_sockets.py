@@ -286,6 +286,25 @@ def test_send_timeout_tells_a_dead_path_from_a_slow_executor() -> None:
     assert dead >= 10.0 and t <= 73, (t, dead)
 
 
+def test_zmq_end_padding_is_skipped_by_the_executor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The padding a closing ZeroMQ Task sends last is not data: the Executor skips it silently
+    (no framing error), and it cannot look like a frame."""
+    from lute_ipc._reader import ZmqReader
+
+    assert _writer.END_PADDING.startswith(ZmqReader.END_PADDING_MARK)
+    assert len(_writer.END_PADDING) >= 2 * 8192  # libzmq's output batch
+    assert not _writer.END_PADDING.startswith((b"MSG;;;", b"MAC;;;"))
+    use_transport(monkeypatch, ("zmq", "unix"))
+    with executor(True) as ex:
+        task = SocketCommunicator(Party.TASK, use_zmq=True)
+        task.write(Message("before the padding"))
+        time.sleep(0.05)  # connected: close() takes the padded path
+        task.clear_communicator()
+        assert ex.read(wait=10) == Message("before the padding")
+        time.sleep(0.2)
+        assert ex.read(wait=0.1) == Message() and ex.stats.framing_errors == 0, ex.stats
+
+
 def test_zmq_executor_receive_hwm_follows_queue_size() -> None:
     """ZeroMQ counts messages and a Task's ZeroMQ message is a batch of frames: the Executor's
     RCVHWM is derived from queue_size (small), so memory is bounded by it, not by 160,000 batches."""

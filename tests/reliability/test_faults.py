@@ -355,6 +355,30 @@ def test_stalled_executor_is_not_a_dead_link(monkeypatch, group: Group, transpor
     assert not tally.corrupt
 
 
+# --------------------------------------------------------------------------- ZeroMQ close under backpressure
+@pytest.mark.parametrize("transport", [pytest.param(p.values[0], id=p.id) for p in TRANSPORTS[2:]])
+def test_zmq_task_closing_while_executor_stalled_loses_nothing(monkeypatch, group: Group, transport) -> None:
+    """4 ZeroMQ Tasks write 2,000 messages each and close (normally) while the Executor reads nothing
+    (its queue and libzmq's receive queue are full: backpressure); the Executor reads again 1.5 s
+    later, within the Tasks' linger (5 s). Every Task must exit 0 and every message arrive, in order.
+    Regression test: libzmq discards what it has written to a Unix socket that the peer closes
+    while the PULL socket's queue is full, and what its engine has not written when the queue of a
+    closing socket runs empty; a Task exited 0 with its last batch lost (soak, zmq-unix)."""
+    use_zmq, tcp = transport
+    count = 2000
+    with _executor(monkeypatch, use_zmq, tcp, queue_size=100) as ex:
+        tasks = [group.task({"sender": f"q{i}", "count": count}, _task_env(use_zmq)) for i in range(4)]
+        _wait(lambda: ex.stats.backpressure_waits > 0, 30, "a full queue (backpressure)")
+        time.sleep(1.5)  # the Tasks finish writing and close while nobody reads
+        tally = Tally()
+        tally.drain(ex, lambda: all(tally.count(f"q{i}") == count for i in range(4)), 30)
+        codes = [t.wait(30) for t in tasks]
+        tally.drain(ex, lambda: False, 0.3)
+    assert codes == [0] * 4, [(t.find("error"), t.stderr()[-500:]) for t in tasks]
+    assert {f"q{i}": tally.seqs.get(f"q{i}") for i in range(4)} == {f"q{i}": list(range(count)) for i in range(4)}
+    assert not tally.corrupt and not tally.other
+
+
 # --------------------------------------------------------------------------- large ZeroMQ message at exit
 @pytest.mark.parametrize("transport", [pytest.param(p.values[0], id=p.id) for p in TRANSPORTS[2:]])
 def test_zmq_task_writes_large_message_then_exits(monkeypatch, group: Group, transport) -> None:
