@@ -294,14 +294,17 @@ def _peer_name(sock: socket.socket) -> str:
 def _send_all(sock: socket.socket, pieces: List[Any], stalled: Optional[Callable[[], None]] = None) -> None:
     """Send every byte of ``pieces``, in order, with gathered writes (``sendmsg``).
 
-    Writes never block in the kernel. While the socket buffer is full the function waits for
-    room, as long as it takes; with ``stalled`` it calls it after every ``_STALL_CHECK``
-    seconds without room (it raises to give up).
+    While the socket buffer is full the function waits for room, as long as it takes. Without
+    ``stalled`` it waits in the kernel (a blocking send: one system call however often the
+    buffer fills and drains). With ``stalled`` writes never block in the kernel: it waits in
+    ``poll`` and calls ``stalled`` after every ``_STALL_CHECK`` seconds without room (it
+    raises to give up).
     """
+    flags = 0 if stalled is None else _DONTWAIT
     if len(pieces) == 1 and type(pieces[0]) in (bytes, bytearray):
         data = pieces[0]
         try:
-            sent = sock.send(data, _DONTWAIT)
+            sent = sock.send(data, flags)
         except BlockingIOError:
             sent = 0
         if sent == len(data):
@@ -313,7 +316,7 @@ def _send_all(sock: socket.socket, pieces: List[Any], stalled: Optional[Callable
     poller: Any = None
     while views:
         try:
-            sent = sock.sendmsg(views[:_IOV_MAX], (), _DONTWAIT)
+            sent = sock.sendmsg(views[:_IOV_MAX], (), flags)
         except BlockingIOError:
             sent = 0
         if not sent:  # no room: wait for the Executor to read

@@ -188,8 +188,11 @@ def test_request_round_trip_lute_task_with_lute_ipc_executor(clean_env: None) ->
     assert type(requests[0]).__name__ == "TaskRequestMessage"
     stderr = proc.stderr.read().decode() if proc.stderr and not proc.stderr.closed else ""
     assert ("bye", "TASK_DONE") in [(m.contents, m.signal) for m in got]
-    reply_lines = [m.contents for m in got if isinstance(m.contents, str) and m.contents.startswith("(REPLY")]
-    reply_lines += [line for line in stderr.splitlines() if line.startswith("REPLY")]
+    # Text read from the Task's stderr arrives as whatever each read() returned: the REPLY line may
+    # share a message with other text (e.g. a log line written just before it), so look at lines.
+    texts = [m.contents for m in got if isinstance(m.contents, str)] + [stderr]
+    reply_lines = [line.lstrip("(") for text in texts for line in text.splitlines()
+                   if line.lstrip("(").startswith("REPLY")]
     assert reply_lines, got
     assert "TaskResponse(response=['task-a', 'task-b'], for_task=None) TASK_RESPONSE" in reply_lines[0]
 
