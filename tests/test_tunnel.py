@@ -21,7 +21,8 @@ import pytest
 from lute_ipc import Message, Party, SocketCommunicator
 from lute_ipc.errors import TunnelError, UsageError
 from lute_ipc.tunnel import SshTunnel
-from tests.socket_tasks.helpers import child_env, clear_lute_env, collect, executor, finish, start_task
+from tests.socket_tasks.helpers import (child_env, clear_lute_env, collect, executor, finish, start_task,
+                                       write_until_raises)
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
 ALIAS = "lute-test-executor"
@@ -178,12 +179,9 @@ def test_dead_tunnel_is_a_tunnel_error_on_the_next_write(sshd, monkeypatch: pyte
         assert ex.read(wait=10) == Message("via ssh")
         task._tunnel._proc.kill()
         task._tunnel._proc.wait(10)
-        deadline = time.monotonic() + 10
-        with pytest.raises(TunnelError, match="ssh tunnel to the Executor's host .* ended") as info:
-            while time.monotonic() < deadline:
-                task.write(Message("after ssh died"))
-                time.sleep(0.02)
-        assert "exit code" in str(info.value)
+        error = write_until_raises(task, TunnelError, "ssh tunnel to the Executor's host .* ended", "after ssh died",
+                                   pause=0.02)
+        assert "exit code" in str(error)
         try:
             task.clear_communicator()
         except TunnelError:  # the last buffered messages could not go anywhere

@@ -90,3 +90,15 @@ def finish(proc: subprocess.Popen, timeout: float = 30) -> None:
         _, err = proc.communicate()
         raise AssertionError("Task did not finish: " + err.decode(errors="replace"))
     assert proc.returncode == 0, err.decode(errors="replace")
+
+
+def write_until_raises(task: SocketCommunicator, error: type, match: str, text: str,
+                       pause: float, timeout: float = 10) -> BaseException:
+    """Write ``Message(text)`` every ``pause`` seconds until ``write()`` raises ``error``
+    (matching ``match``) — fails the test if it has not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    with pytest.raises(error, match=match) as info:
+        while time.monotonic() < deadline:
+            task.write(Message(text))
+            time.sleep(pause)
+    return info.value
