@@ -135,6 +135,13 @@ cdef inline bint _mc_same_text(_MCValue* value, bytes other) noexcept:
         memcmp(value.data, PyBytes_AS_STRING(other), value.size) == 0
 
 
+cdef inline bint _mc_may_be_memoized(_MCValue* value) noexcept:
+    """True when a text value equals one of the pickle's own strings (keys, class names)."""
+    return value.kind == _MC_STR and (
+        _mc_same_text(value, b"contents") or _mc_same_text(value, b"signal")
+        or _mc_same_text(value, _MC_MODULE) or _mc_same_text(value, _MC_QUALNAME))
+
+
 cdef int _mc_field(object obj, _MCValue* value, bint bytes_allowed) except -1:
     """Describe one field value; return 0 when the fast path cannot write it."""
     value.data = NULL
@@ -178,17 +185,11 @@ cdef int _mc_describe(object msg, _MCValue* contents, _MCValue* signal, _MCLayou
     # pickle memoizes strings by identity: a value that may be the very object of another
     # string of the pickle (a key, the class names, the other field) makes pickle write a memo
     # reference for the later one.
-    if contents.kind == _MC_STR:
-        if _mc_same_text(contents, b"contents") or _mc_same_text(contents, b"signal") \
-                or _mc_same_text(contents, _MC_MODULE) or _mc_same_text(contents, _MC_QUALNAME):
-            return 0
-    if signal.kind == _MC_STR:
-        if _mc_same_text(signal, b"contents") or _mc_same_text(signal, b"signal") \
-                or _mc_same_text(signal, _MC_MODULE) or _mc_same_text(signal, _MC_QUALNAME):
-            return 0
-        if contents.kind == _MC_STR and contents.size == signal.size \
-                and memcmp(contents.data, signal.data, signal.size) == 0:
-            return 0
+    if _mc_may_be_memoized(contents) or _mc_may_be_memoized(signal):
+        return 0
+    if contents.kind == _MC_STR and signal.kind == _MC_STR and contents.size == signal.size \
+            and memcmp(contents.data, signal.data, signal.size) == 0:
+        return 0
     prefix = 3 + _MC_MODULE_SIZE + 3 + _MC_QUALNAME_SIZE + _MC_NEWOBJ_SIZE + _MC_KEY_CONTENTS_SIZE
     tail = _MC_KEY_SIGNAL_SIZE + _mc_value_size(signal) + _MC_END_SIZE
     layout.head = _MC_HEADER_SIZE + prefix + (0 if contents.kind == _MC_NONE else (2 if contents.size < 256 else 5))
