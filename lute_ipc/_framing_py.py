@@ -149,6 +149,12 @@ def _short_text(text: bytes) -> bytes:
     return b"\x8c" + bytes((len(text),)) + text + b"\x94"
 
 
+# The pickle of a Message up to its contents: the class (STACK_GLOBAL), NEWOBJ, the state dict
+# (EMPTY_DICT MARK) and its first key.
+_PICKLE_BODY = (_short_text(_MESSAGE_NAMES[2]) + _short_text(_MESSAGE_NAMES[3])
+                + b"\x93\x94)\x81\x94}\x94(" + _short_text(b"contents"))
+
+
 def message_pieces(msg: Any) -> Optional[Tuple[List[Any], int]]:
     """``(pieces, size)`` for a :class:`~lute_ipc.message.Message` whose contents are
     ``bytes``: ``[head, msg.contents, tail]``, whose concatenation is exactly
@@ -179,8 +185,7 @@ def message_pieces(msg: Any) -> Optional[Tuple[List[Any], int]]:
     else:
         return None
     size = len(contents)
-    names = _short_text(_MESSAGE_NAMES[2]) + _short_text(_MESSAGE_NAMES[3])
-    body = names + b"\x93\x94)\x81\x94}\x94(" + _short_text(b"contents")
+    body = _PICKLE_BODY
     opcode = b"C" + bytes((size,)) if size < 256 else b"B" + size.to_bytes(4, "little")
     rest = b"\x8c\x06signal\x94" + signal_bytes + b"ub."
     if size >= _FRAME_TARGET:  # frame 1 ends before the bytes; frame 2 holds what follows them
