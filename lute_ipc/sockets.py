@@ -125,7 +125,8 @@ class SocketCommunicator(Communicator):
     Task-side batching: :meth:`write` frames into a send buffer that goes out (one system
     call, or one ZeroMQ message holding several frames) when it reaches ``flush_size``,
     when its oldest message is ``flush_interval`` old (even if the Task is idle), at once
-    for a message with a signal other than ``TASK_LOG``, on :meth:`flush`, on
+    for the first message after the Task was quiet for ``flush_interval`` (a lone message
+    does not wait) and for a message with a signal other than ``TASK_LOG``, on :meth:`flush`, on
     :meth:`close` and at normal interpreter exit. Large ``bytes``/``bytearray``/numpy
     payloads are sent before :meth:`write` returns, without being copied (scatter-gather).
     A Task killed with SIGKILL loses what was still buffered (at most ``flush_interval``
