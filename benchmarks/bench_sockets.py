@@ -244,13 +244,7 @@ def run_pyzmq(family: str, count: int) -> float:
     ctx, pull, address, tmpdir = _bare_pull(family)
     try:
         proc = _spawn("pyzmq-stream", count, extra={"BENCH_ZMQ_ADDRESS": address})
-        start = _go(proc)
-        recv = pull.recv_pyobj
-        for _ in range(count):
-            recv()
-        elapsed = time.perf_counter() - start
-        _end(proc)
-        return elapsed
+        return _timed_receive(proc, pull.recv_pyobj, count)
     finally:
         pull.close(linger=0)
         ctx.term()
@@ -294,6 +288,16 @@ def run_lute_reader(family: str, count: int, writers: int = 1) -> float:
             os.rmdir(tmpdir)
 
 
+def _timed_receive(proc: subprocess.Popen, recv: Callable[[], object], count: int) -> float:
+    """Seconds from 'go' to the ``count``-th ``recv()``; then wait for the Task to end."""
+    start = _go(proc)
+    for _ in range(count):
+        recv()
+    elapsed = time.perf_counter() - start
+    _end(proc)
+    return elapsed
+
+
 def run_mpc_large(count: int, family: str = "unix") -> float:
     """multiprocessing.connection send/recv over AF_UNIX or TCP loopback (the 64 KiB baseline)."""
     from multiprocessing.connection import Listener
@@ -309,12 +313,7 @@ def run_mpc_large(count: int, family: str = "unix") -> float:
     try:
         proc = _spawn_after_accept(listener, "mpc-large", count, {"BENCH_MPC_ADDRESS": child_address})
         conn, proc = proc
-        start = _go(proc)
-        recv = conn.recv
-        for _ in range(count):
-            recv()
-        elapsed = time.perf_counter() - start
-        _end(proc)
+        elapsed = _timed_receive(proc, conn.recv, count)
         conn.close()
         return elapsed
     finally:
