@@ -21,6 +21,7 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -65,6 +66,27 @@ def main() -> None:
     next_progress = start + progress_every
     stop_reason = "duration"
     drain = True
+
+    def account(contents: Any) -> bool:
+        """Count one (sender, seq, payload) message: order, gaps, payload; False for anything else."""
+        nonlocal total
+        if not (isinstance(contents, tuple) and len(contents) == 3):
+            return False
+        sender, seq, payload = contents
+        total += 1
+        counts[sender] = counts.get(sender, 0) + 1
+        expected = next_seq.get(sender)
+        if expected is None:
+            first_seq[sender] = seq
+        elif seq > expected:
+            gaps.append([sender, expected, seq])
+        elif seq < expected:
+            reorders.append([sender, expected, seq])
+        next_seq[sender] = max(seq + 1, expected or 0)
+        if not payload_ok(seq, payload):
+            corrupt.append([sender, seq])
+        return True
+
     while time.monotonic() - start < duration:
         if commands:
             cmd = commands[0]
@@ -80,25 +102,10 @@ def main() -> None:
             slow_batches += 1
             time.sleep(0.01)
         for msg in batch:
-            c = msg.contents
-            if not (isinstance(c, tuple) and len(c) == 3):
+            if not account(msg.contents):
                 foreign += 1
-                continue
-            sender, seq, payload = c
-            if first_at is None:
+            elif first_at is None:
                 first_at = time.monotonic()
-            total += 1
-            counts[sender] = counts.get(sender, 0) + 1
-            expected = next_seq.get(sender)
-            if expected is None:
-                first_seq[sender] = seq
-            elif seq > expected:
-                gaps.append([sender, expected, seq])
-            elif seq < expected:
-                reorders.append([sender, expected, seq])
-            next_seq[sender] = max(seq + 1, expected or 0)
-            if not payload_ok(seq, payload):
-                corrupt.append([sender, seq])
         now = time.monotonic()
         if now >= next_progress:
             next_progress = now + progress_every
@@ -110,21 +117,7 @@ def main() -> None:
             if not batch:
                 break
             for msg in batch:
-                c = msg.contents
-                if isinstance(c, tuple) and len(c) == 3:
-                    sender, seq, payload = c
-                    total += 1
-                    counts[sender] = counts.get(sender, 0) + 1
-                    expected = next_seq.get(sender)
-                    if expected is None:
-                        first_seq[sender] = seq
-                    elif seq > expected:
-                        gaps.append([sender, expected, seq])
-                    elif seq < expected:
-                        reorders.append([sender, expected, seq])
-                    next_seq[sender] = max(seq + 1, expected or 0)
-                    if not payload_ok(seq, payload):
-                        corrupt.append([sender, seq])
+                account(msg.contents)
     stats = ex.stats
     result = {
         "stop_reason": stop_reason, "total": total, "counts": counts, "first_seq": first_seq,

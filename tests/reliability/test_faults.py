@@ -29,7 +29,7 @@ import pytest
 from lute_ipc import Message, Party, SocketCommunicator
 from lute_ipc.framing import encode_frame
 from tests.reliability.common import child_env, payload_ok
-from tests.reliability.harness import Child, Group
+from tests.reliability.harness import Child, Group, task_env
 
 pytestmark = pytest.mark.reliability
 
@@ -303,12 +303,7 @@ def test_executor_exits_with_tasks_connected(group: Group, transport, how: str) 
     use_zmq, tcp = transport
     cfg = {"use_zmq": use_zmq, "tcp": tcp, "bind_host": "127.0.0.1", "duration": 120}
     ex, ready = group.executor(cfg)
-    env = child_env()
-    for name in list(env):
-        if name.startswith("LUTE_") and name != "LUTE_IPC_PURE_PYTHON":
-            del env[name]
-    env.update(ready["env"])
-    env["LUTE_USE_ZMQ"] = "1" if use_zmq else "0"
+    env = task_env(ready, use_zmq)
     count = 300_000  # far more than can be written before the Executor goes: the Tasks are mid-stream
     tasks = [group.task({"sender": f"x{i}", "count": count, "duration": 60, "connect_timeout": 2.0}, env)
              for i in range(3)]

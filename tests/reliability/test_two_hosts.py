@@ -28,8 +28,7 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from tests.reliability.common import child_env
-from tests.reliability.harness import Group
+from tests.reliability.harness import Group, task_env
 
 pytestmark = pytest.mark.reliability
 
@@ -175,12 +174,7 @@ def _start(hosts: Hosts, group: Group, request: pytest.FixtureRequest, path, cfg
     cfg = {"use_zmq": use_zmq, "tcp": kind == "tcp", "bind_host": EXEC_ADDR, "duration": 120, "progress": 0.25}
     cfg.update(cfg_extra or {})
     ex, ready = group.executor(cfg, prefix=hosts.prefix(hosts.exec_ns))
-    env = child_env()
-    for name in list(env):
-        if name.startswith("LUTE_") and name != "LUTE_IPC_PURE_PYTHON":
-            del env[name]
-    env.update(ready["env"])
-    env["LUTE_USE_ZMQ"] = "1" if use_zmq else "0"
+    env = task_env(ready, use_zmq)
     if kind == "tcp":
         env["LUTE_EXECUTOR_HOST"] = EXEC_ADDR
     else:
