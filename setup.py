@@ -1,73 +1,85 @@
-"""Build script: adds the Cython extension ``lute_ipc._framing_c``; falls back to pure Python.
+"""Build script: adds the Cython extension ``lute_ipc._framing_c``; a build that cannot compile it says so.
 
-* ``LUTE_IPC_PURE_PYTHON=1``: do not build the extension (pure-Python install).
-* ``LUTE_IPC_REQUIRE_EXTENSIONS=1``: a failed extension build is an error (CI, wheels).
-* Otherwise a missing Cython or compiler gives one loud warning and a pure-Python install.
+Metadata lives in ``pyproject.toml``; this file only decides how to build the extension:
+
+* Cython installed: compile ``csrc/_framing.pyx`` (the build requirement, so the normal case).
+* Cython missing but ``csrc/_framing.c`` present (it ships in the sdist): compile the C.
+* ``LUTE_IPC_PURE_PYTHON=1``: no extension, a pure-Python install (same behaviour, slower).
+* Otherwise a failure to build the extension (no compiler, no Python headers) FAILS the build,
+  with a message that says why and how to choose the pure-Python install instead. Falling back
+  quietly is not an option: pip shows a build's output only when it fails (or under ``-v``),
+  and it caches the wheel it built, so a silent pure build would stay slow even after a
+  compiler is installed. lute_ipc also warns at import when the pure core is in use without
+  ``LUTE_IPC_PURE_PYTHON`` (``python -m lute_ipc info`` shows why).
+  (``LUTE_IPC_REQUIRE_EXTENSIONS=1``, which asked for this before, is no longer needed at build time;
+  the test suite still reads it to insist that the extension loaded.)
 """
+
+from __future__ import annotations
 
 import os
 import sys
+from typing import List, NoReturn
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-PURE = os.environ.get("LUTE_IPC_PURE_PYTHON", "") not in ("", "0")
-REQUIRE = os.environ.get("LUTE_IPC_REQUIRE_EXTENSIONS", "") not in ("", "0")
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYX = os.path.join("csrc", "_framing.pyx")
+GENERATED_C = os.path.join("csrc", "_framing.c")
+EXTENSION = "lute_ipc._framing_c"
 
-WARNING = """
+PURE = os.environ.get("LUTE_IPC_PURE_PYTHON", "") not in ("", "0")
+
+FAILURE = """
 ******************************************************************************
-WARNING: lute_ipc's Cython extension was not built ({reason}).
-lute_ipc is installed in pure-Python mode: same behaviour, much slower decoding.
-Install Cython and a C compiler and reinstall to get the fast core.
+ERROR: lute_ipc's Cython extension could not be built: {reason}
+
+Either install a C compiler and the Python headers (e.g. gcc and python3-dev)
+and install again, or install the pure-Python core (same behaviour, much
+slower) on purpose:
+
+    LUTE_IPC_PURE_PYTHON=1 pip install --no-cache-dir <what you installed>
+
+(--no-cache-dir: pip would otherwise reuse the wheel it cached for this version.)
 ******************************************************************************
 """
 
 
-def _warn(reason):
-    sys.stderr.write(WARNING.format(reason=reason))
+def _fail(reason: str) -> NoReturn:
+    """Stop the build with the message above (pip shows a failed build's output)."""
+    sys.stderr.write(FAILURE.format(reason=reason.strip()))
+    sys.stderr.flush()
+    raise SystemExit(1)
 
 
-class OptionalBuildExt(build_ext):
-    """build_ext that turns a compiler failure into a pure-Python install (unless required)."""
+class ExtensionBuildExt(build_ext):
+    """build_ext whose failure ends with the explanation above instead of a bare compiler error."""
 
-    def run(self):
-        try:
-            super().run()
-        except Exception as exc:  # distutils raises several unrelated types here
-            if REQUIRE:
-                raise
-            _warn(f"build failed: {exc}")
-
-    def build_extension(self, ext):
+    def build_extension(self, ext: Extension) -> None:
         try:
             super().build_extension(ext)
-        except Exception as exc:
-            if REQUIRE:
-                raise
-            _warn(f"compiling {ext.name} failed: {exc}")
+        except Exception as exc:  # setuptools/distutils raise several unrelated types here
+            _fail(f"compiling {ext.name} failed ({exc})")
 
 
-def extensions():
+def extensions() -> List[Extension]:
+    """The extension to build: from the .pyx with Cython, else from the shipped C (none when pure)."""
     if PURE:
-        _warn("LUTE_IPC_PURE_PYTHON is set")
+        sys.stderr.write("lute_ipc: LUTE_IPC_PURE_PYTHON is set: installing the pure-Python core only\n")
         return []
     try:
         from Cython.Build import cythonize
     except ImportError:
-        if REQUIRE:
-            raise
-        _warn("Cython is not installed")
-        return []
-    from setuptools import Extension
-
-    ext = Extension("lute_ipc._framing_c", ["csrc/_framing.pyx"], extra_compile_args=["-O3"])
+        if os.path.exists(os.path.join(HERE, GENERATED_C)):
+            # The sdist ships the C that Cython generated from csrc/*.pyx|pxi.
+            return [Extension(EXTENSION, [GENERATED_C], extra_compile_args=["-O3"])]
+        _fail("Cython is not installed and there is no generated csrc/_framing.c to compile")
+    ext = Extension(EXTENSION, [PYX], extra_compile_args=["-O3"])
     try:
-        return cythonize([ext], compiler_directives={"language_level": "3"}, quiet=True)
+        return list(cythonize([ext], compiler_directives={"language_level": "3"}, quiet=True))
     except Exception as exc:  # Cython reports source errors with several exception types
-        if REQUIRE:
-            raise
-        _warn(f"cythonize failed: {exc}")
-        return []
+        _fail(f"cythonize failed ({exc})")
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=extensions(), cmdclass={"build_ext": ExtensionBuildExt})

@@ -4,10 +4,11 @@ For regression tracking (``pytest benchmarks/bench_report.py --benchmark-autosav
 ``--benchmark-compare``); the comparative report itself is ``python -m lute_ipc bench``.
 The contenders and workloads are the report's own (``lute_ipc.bench``), not copies:
 
-* decode in memory, one buffer and 8 KiB chunks, at 64 B and 64 KiB, for both lute_ipc
-  cores, msgpack and the bare ``pickle.loads`` floor;
-* end to end on a Unix socket (persistent connection and connection per message) and
-  over a pipe with mixed text, at 1 KiB and 64 KiB, run in a benchmark worker process
+* decode in memory, one buffer and 8 KiB chunks, for the objects and 64 KiB shapes, for
+  both lute_ipc cores, msgpack and the bare ``pickle.loads`` floor;
+* end to end on a Unix socket (persistent connection, and LUTE's connection per message)
+  and over a pipe with mixed text, for the text, objects and 64 KiB shapes, run in a
+  benchmark worker process
   (``python -m lute_ipc.bench.worker``) as the report does. The benchmark times the
   whole trial, Task fork and connection set-up included (the report excludes them), so
   compare these numbers only with themselves.
@@ -22,8 +23,8 @@ import pytest
 from lute_ipc.bench.decode import decode_run, decode_trial
 from lute_ipc.bench.runner import Workers
 
-DECODE_COUNTS = {64: 20_000, 65536: 200}
-STREAM_COUNTS = {1024: 5_000, 65536: 300}
+DECODE_COUNTS = {"objects": 20_000, "64KiB": 200}
+STREAM_COUNTS = {"text": 10_000, "objects": 10_000, "64KiB": 300}
 
 
 @pytest.fixture(scope="module")
@@ -40,43 +41,45 @@ def _decode_available(contender: str) -> None:
         pytest.importorskip("lute_ipc._framing_c")
 
 
-@pytest.mark.parametrize("size", sorted(DECODE_COUNTS), ids=lambda s: f"{s}B")
+@pytest.mark.parametrize("shape", sorted(DECODE_COUNTS))
 @pytest.mark.parametrize("mode", ["buffer", "8k"])
 @pytest.mark.parametrize("contender", ["lute_ipc-cython", "lute_ipc-pure", "msgpack", "pickle-loads"])
-def test_decode(benchmark: Any, contender: str, mode: str, size: int) -> None:
+def test_decode(benchmark: Any, contender: str, mode: str, shape: str) -> None:
     _decode_available(contender)
-    count = DECODE_COUNTS[size]
-    run = decode_run(contender, mode, size, count)
-    benchmark.group = f"decode-{mode}-{size}B"
+    count = DECODE_COUNTS[shape]
+    run = decode_run(contender, mode, shape, count)
+    benchmark.group = f"decode-{mode}-{shape}"
     assert benchmark(run) == count
 
 
-@pytest.mark.parametrize("size", sorted(STREAM_COUNTS), ids=lambda s: f"{s}B")
-@pytest.mark.parametrize("contender", ["lute_ipc-cython", "pyzmq", "mp-connection", "raw-bytes"])
-def test_stream_unix(benchmark: Any, workers: Workers, contender: str, size: int) -> None:
+@pytest.mark.parametrize("shape", sorted(STREAM_COUNTS))
+@pytest.mark.parametrize("contender", ["lute_ipc-cython-read", "pyzmq", "mp-connection", "raw-bytes"])
+def test_stream_unix(benchmark: Any, workers: Workers, contender: str, shape: str) -> None:
     if contender == "pyzmq":
         pytest.importorskip("zmq")
-    if contender == "lute_ipc-cython":
+    if contender.startswith("lute_ipc-cython"):
         pytest.importorskip("lute_ipc._framing_c")
-    benchmark.group = f"stream-unix-{size}B"
-    trial = workers.trial_callable("stream-unix", contender, size, STREAM_COUNTS[size])
+    benchmark.group = f"stream-unix-{shape}"
+    trial = workers.trial_callable("stream-unix", contender, shape, STREAM_COUNTS[shape])
     assert benchmark.pedantic(trial, rounds=3, iterations=1) > 0
 
 
-@pytest.mark.parametrize("contender", ["lute_ipc-cython", "lute", "mp-connection"])
-def test_per_message_unix(benchmark: Any, workers: Workers, contender: str) -> None:
-    benchmark.group = "per-message-unix-1024B"
-    trial = workers.trial_callable("per-message-unix", contender, 1024, 200)
+@pytest.mark.parametrize("contender", ["lute_ipc-cython", "lute", "lute-lcls", "mp-connection"])
+def test_lute_per_message(benchmark: Any, workers: Workers, contender: str) -> None:
+    if contender == "lute-lcls":
+        pytest.importorskip("lute.execution.ipc")
+    benchmark.group = "lute-per-message-objects"
+    trial = workers.trial_callable("lute-per-message", contender, "objects", 200)
     assert benchmark.pedantic(trial, rounds=3, iterations=1) > 0
 
 
 @pytest.mark.parametrize("contender", ["lute_ipc-cython", "raw-bytes"])
 def test_pipe_mixed(benchmark: Any, workers: Workers, contender: str) -> None:
-    benchmark.group = "pipe-mixed-65536B"
-    trial = workers.trial_callable("pipe-mixed", contender, 65536, 200)
+    benchmark.group = "pipe-mixed-64KiB"
+    trial = workers.trial_callable("pipe-mixed", contender, "64KiB", 200)
     assert benchmark.pedantic(trial, rounds=3, iterations=1) > 0
 
 
 def test_decode_trial_counts() -> None:
     """The report's own check: a decoder that loses messages is an error, not a fast result."""
-    assert decode_trial(decode_run("lute_ipc-pure", "8k", 64, 100), 100) > 0
+    assert decode_trial(decode_run("lute_ipc-pure", "8k", "objects", 100), 100) > 0

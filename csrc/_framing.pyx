@@ -10,29 +10,27 @@ result is appended to. Validation and error construction are shared with the pur
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.bytearray cimport (PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize,
+                                PyByteArray_FromStringAndSize)
 from cpython.list cimport PyList_Append
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.buffer cimport PyBUF_READ
 from libc.string cimport memcmp, memcpy, memchr
 
-cdef extern from "string.h" nogil:
-    # GNU/BSD extension (Python.h defines _GNU_SOURCE); two-way search, vectorised by glibc.
-    void* memmem(const void* haystack, size_t haystacklen, const void* needle, size_t needlelen)
-
 import hmac as _hmac
 import pickle as _pickle
 
 from lute_ipc import codec as _codec
+from lute_ipc import pickle_layout as _layout
 from lute_ipc import _framing_py as _spec
 from lute_ipc.errors import UsageError
 
 __all__ = [
     "PLAIN_HEAD", "PLAIN_TRAILER", "AUTH_HEAD", "AUTH_TRAILER", "SEPARATOR", "TAG_SIZE",
     "MAX_LENGTH_DIGITS", "DEFAULT_MAX_FRAME_SIZE", "encode_frame", "encode_payload", "append_frame",
-    "append_payload", "frame_head", "message_pieces", "FrameDecoder",
-    "MixedStreamSplitter", "SignalTokenizer",
+    "append_payload", "frame_head", "message_pieces", "FrameDecoder", "final_buffer",
+    "MixedStreamSplitter", "SignalTokenizer", "SendBuffer",
 ]
 
 PLAIN_HEAD = _spec.PLAIN_HEAD
@@ -49,23 +47,20 @@ cdef const char* C_AUTH_HEAD = b"MAC;;;"
 cdef const char* C_PLAIN_TRAILER = b";;;GSM"
 cdef const char* C_AUTH_TRAILER = b";;;CAM"
 cdef const char* C_SEP = b";;;"
-cdef const char* C_LEGACY = b"lute.execution.ipc"
-cdef Py_ssize_t LEGACY_SIZE = 18
 cdef Py_ssize_t HEAD_SIZE = 6
 cdef Py_ssize_t TRAILER_SIZE = 6
 cdef Py_ssize_t SEP_SIZE = 3
 cdef Py_ssize_t C_TAG_SIZE = 32
 cdef Py_ssize_t C_MAX_DIGITS = 19
-# Payloads at least this long are lent to pickle as a memoryview instead of being copied.
-cdef Py_ssize_t LEND_THRESHOLD = 32 * 1024
+# Payloads at least this long are lent to the unpickler as a memoryview instead of being copied.
+cdef Py_ssize_t LEND_THRESHOLD = _layout.LARGE_BUFFER
 
-cdef object _pickle_loads = _pickle.loads
 cdef object _pickle_dumps = _pickle.dumps
-cdef object _default_loads = _codec.loads
-cdef object _compat_loads = _codec.compat_loads
+cdef object _dumps = _codec.dumps            # pickle with clear errors for unpicklable contents
+cdef object _default_loads = _codec.loads    # the one decoding path (both twins, any size)
 cdef object _tagger = _codec.tagger
 cdef object _compare_digest = _hmac.compare_digest
-cdef int _protocol = _codec.PICKLE_PROTOCOL
+cdef int _protocol = _layout.PICKLE_PROTOCOL
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -114,9 +109,12 @@ cdef inline Py_ssize_t _head_prefix_suffix(const unsigned char* buf, Py_ssize_t 
     return 0
 
 
-cdef inline bint _contains(const unsigned char* buf, Py_ssize_t n,
-                           const char* needle, Py_ssize_t m) noexcept nogil:
-    return n >= m and memmem(buf, <size_t>n, needle, <size_t>m) != NULL
+cdef object _lend(const unsigned char* payload, Py_ssize_t length):
+    """The payload for codec.loads: a copy when small, a read-only view of our buffer when large
+    (the unpickler copies what it keeps; lending saves a copy of the whole payload first)."""
+    if length >= LEND_THRESHOLD:
+        return PyMemoryView_FromMemory(<char*>payload, length, PyBUF_READ)
+    return PyBytes_FromStringAndSize(<const char*>payload, length)
 
 
 cdef inline Py_ssize_t _digit_count(Py_ssize_t value) noexcept nogil:
@@ -186,6 +184,7 @@ cdef Py_ssize_t _append(bytearray buffer, const unsigned char* payload, Py_ssize
 
 
 include "_message_codec.pxi"
+include "_envelope_codec.pxi"
 
 
 def encode_payload(payload, *, key=None):
@@ -205,7 +204,9 @@ def encode_frame(msg, *, key=None):
         key = _spec._check_key(key)
     cdef object payload = _mc_dumps(msg)
     if payload is None:
-        payload = _pickle_dumps(msg, _protocol)
+        payload = _ev_dumps(msg)
+    if payload is None:
+        payload = _dumps(msg)
     return _encode(<const unsigned char*>PyBytes_AS_STRING(payload), len(payload), key)
 
 
@@ -231,9 +232,11 @@ def append_frame(buffer, msg, *, key=None):
     if key is not None:
         key = _spec._check_key(key)
     cdef Py_ssize_t added = _mc_append_frame(buffer, msg, key)
+    if added < 0:
+        added = _ev_append_frame(buffer, msg, key)
     if added >= 0:
         return added
-    cdef bytes payload = _pickle_dumps(msg, _protocol)
+    cdef bytes payload = _dumps(msg)
     return _append(buffer, <const unsigned char*>PyBytes_AS_STRING(payload), len(payload), key)
 
 
@@ -243,6 +246,13 @@ def frame_head(length, *, authenticated=False):
 
 
 # ----------------------------------------------------------------------------- decoding
+def final_buffer(size):
+    """A writable buffer of ``size`` octets, not zeroed (see :func:`lute_ipc._framing_py.final_buffer`)."""
+    if type(size) is not int or size < 0:
+        raise UsageError("size must be a non-negative int")
+    return PyByteArray_FromStringAndSize(NULL, size)
+
+
 cdef class FrameDecoder:
     """Incremental, length-driven frame decoder (see :class:`lute_ipc._framing_py.FrameDecoder`)."""
 
@@ -257,12 +267,15 @@ cdef class FrameDecoder:
     cdef object _key
     cdef object _frame_tag
     cdef object _on_error
-    # One incomplete frame start: raw buffer, its fill, capacity and stream offset.
+    # An incomplete frame head: raw buffer and capacity; _plen is the fill of whichever holds
+    # the pending bytes, _poffset their stream offset.
     cdef unsigned char* _pbuf
     cdef Py_ssize_t _plen
     cdef Py_ssize_t _pcap
     cdef long long _poffset
-    # Full size of the pending frame once its header is known, else 0.
+    # Once a frame's head is read: its final buffer (a bytearray of the whole frame, not zeroed:
+    # pages are touched as bytes arrive) and its size; _plen counts the bytes filled.
+    cdef object _frame
     cdef Py_ssize_t _psize
     cdef bint _skipping
     # True while feed_eof() salvages the frames inside a truncated one.
@@ -293,6 +306,7 @@ cdef class FrameDecoder:
         self._plen = 0
         self._psize = 0
         self._poffset = 0
+        self._frame = None
         self._skipping = False
         self._at_eof = False
 
@@ -301,16 +315,71 @@ cdef class FrameDecoder:
         """Number of bytes held while waiting for the rest of a frame."""
         return self._plen
 
+    def pending_buffer(self):
+        """Where the rest of the frame in progress goes (see :meth:`lute_ipc._framing_py.FrameDecoder.pending_buffer`)."""
+        if self._frame is None:
+            return None
+        return memoryview(self._frame)[self._plen:self._psize]
+
+    def commit(self, size):
+        """Take ``size`` bytes written into :meth:`pending_buffer`'s view as fed; return the messages completed."""
+        cdef Py_ssize_t room = 0 if self._frame is None else self._psize - self._plen
+        cdef list out = []
+        if type(size) is not int or not 0 <= size <= room:
+            raise UsageError(f"commit() takes the number of bytes written into pending_buffer(), "
+                             f"0 to {room}, not {size!r}")
+        self.bytes_fed += size
+        self._plen += <Py_ssize_t>size
+        if self._frame is not None and self._plen == self._psize:
+            self._complete(out)
+        return out
+
     # ------------------------------------------------------------------ pending buffer
     cdef int _keep(self, const unsigned char* buf, Py_ssize_t start, Py_ssize_t end,
                    long long offset, Py_ssize_t frame_size) except -1:
-        """Buffer buf[start:end] as the start of an incomplete frame (pending is empty)."""
-        cdef Py_ssize_t wanted = frame_size if frame_size > end - start else end - start
-        self._reserve(wanted)
-        memcpy(self._pbuf, buf + start, end - start)
+        """Buffer buf[start:end] as the start of an incomplete frame (nothing is pending): in the
+        frame's final buffer when its size is known, else as a partial head."""
+        if frame_size:
+            self._frame = PyByteArray_FromStringAndSize(NULL, frame_size)
+            memcpy(PyByteArray_AS_STRING(self._frame), buf + start, end - start)
+        else:
+            self._reserve(end - start)
+            memcpy(self._pbuf, buf + start, end - start)
         self._plen = end - start
         self._poffset = offset + start
         self._psize = frame_size
+        return 0
+
+    cdef const unsigned char* _held(self) except NULL:
+        """The pending bytes (``_plen`` of them), wherever they are held."""
+        if self._frame is None:
+            return self._pbuf
+        if PyByteArray_GET_SIZE(self._frame) != self._psize:
+            raise UsageError("the buffer of pending_buffer() was resized")
+        return <const unsigned char*>PyByteArray_AS_STRING(self._frame)
+
+    cdef object _take_frame(self):
+        """Take the frame buffer out of the decoder (checked: a caller may not resize it)."""
+        cdef object frame = self._frame
+        self._frame = None
+        self._plen = 0
+        self._psize = 0
+        return frame
+
+    cdef int _complete(self, list out) except -1:
+        """The frame in progress is whole: decode it from its buffer."""
+        cdef long long poffset = self._poffset
+        cdef Py_ssize_t size = self._psize
+        cdef object frame = self._take_frame()
+        cdef Py_buffer view
+        # Holding a buffer export keeps the bytearray from being resized during the scan.
+        PyObject_GetBuffer(frame, &view, PyBUF_SIMPLE)
+        try:
+            if view.len != size:
+                raise UsageError("the buffer of pending_buffer() was resized")
+            self._scan(<const unsigned char*>view.buf, 0, size, poffset, out)
+        finally:
+            PyBuffer_Release(&view)
         return 0
 
     cdef int _reserve(self, Py_ssize_t capacity) except -1:
@@ -341,9 +410,8 @@ cdef class FrameDecoder:
         cdef Py_buffer view
         cdef list out = []
         cdef const unsigned char* chunk
-        cdef Py_ssize_t size, pos = 0, take, plen
-        cdef long long base = self.bytes_fed, poffset
-        cdef unsigned char* detached
+        cdef Py_ssize_t size, pos = 0, take
+        cdef long long base = self.bytes_fed
         cdef bytes joined
         try:
             PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
@@ -353,25 +421,25 @@ cdef class FrameDecoder:
             chunk = <const unsigned char*>view.buf
             size = view.len
             self.bytes_fed += size
-            if self._plen and self._psize:
-                # The header of the buffered frame is known: take exactly the bytes it lacks.
+            if self._frame is not None:
+                # The head of the frame in progress is known: take exactly the bytes it lacks.
                 take = self._psize - self._plen
                 if take > size:
                     take = size
-                memcpy(self._pbuf + self._plen, chunk, take)
+                if PyByteArray_GET_SIZE(self._frame) != self._psize:
+                    raise UsageError("the buffer of pending_buffer() was resized")
+                memcpy(PyByteArray_AS_STRING(self._frame) + self._plen, chunk, take)
                 self._plen += take
                 pos = take
                 if self._plen < self._psize:
                     return out
-                detached = self._detach(&plen, &poffset)
-                try:
-                    self._scan(detached, 0, plen, poffset, out)
-                finally:
-                    PyMem_Free(detached)
+                self._complete(out)
             if self._plen and pos < size:
-                # A partial head is buffered: join it to the rest of the chunk, scan once.
+                # A partial head is buffered (or the frame just decoded was a lie and another
+                # incomplete one starts inside it): join it to the rest of the chunk, scan once.
                 joined = PyBytes_FromStringAndSize(NULL, self._plen + size - pos)
-                memcpy(PyBytes_AS_STRING(joined), self._pbuf, self._plen)
+                memcpy(PyBytes_AS_STRING(joined), self._held(), self._plen)
+                self._frame = None
                 memcpy(PyBytes_AS_STRING(joined) + self._plen, chunk + pos, size - pos)
                 base = self._poffset
                 self._plen = 0
@@ -389,6 +457,17 @@ cdef class FrameDecoder:
         cdef unsigned char* detached
         cdef Py_ssize_t plen
         cdef long long poffset
+        if self._skipping and self._frame is None and self._plen:
+            # held back while skipping, in case a frame began there: the end of bytes already
+            # reported (e.g. the trailer of a frame over the limit), not a frame of its own
+            PyMem_Free(self._detach(&plen, &poffset))
+            self.skipped_bytes += plen
+        if self._frame is not None:
+            # Copied out of the frame buffer: the salvage below scans a buffer the decoder owns.
+            poffset = self._poffset
+            plen = self._plen
+            self._keep(self._held(), 0, plen, poffset, 0)
+            self._frame = None
         if self._plen:
             detached = self._detach(&plen, &poffset)
             try:
@@ -432,16 +511,13 @@ cdef class FrameDecoder:
             return 0
         try:
             if self._loads_is_default:
+                # The commonest shape is read directly (see _message_codec.pxi: the same object
+                # pickle makes); anything else goes to codec.loads, the one path.
                 obj = _mc_loads(payload, length)
-                if obj is not None:
-                    pass
-                elif _contains(payload, length, C_LEGACY, LEGACY_SIZE):
-                    obj = _compat_loads(PyBytes_FromStringAndSize(<const char*>payload, length))
-                elif length >= LEND_THRESHOLD:
-                    # pickle copies what it keeps: lend it the bytes instead of copying them first.
-                    obj = _pickle_loads(PyMemoryView_FromMemory(<char*>payload, length, PyBUF_READ))
-                else:
-                    obj = _pickle_loads(PyBytes_FromStringAndSize(<const char*>payload, length))
+                if obj is None:
+                    obj = _ev_loads(payload, length)  # _envelope_codec.pxi: any contents of plain data
+                if obj is None:
+                    obj = _default_loads(_lend(payload, length))
             else:
                 obj = self._loads(PyBytes_FromStringAndSize(<const char*>payload, length))
         except Exception as exc:
@@ -556,3 +632,4 @@ cdef class FrameDecoder:
 
 
 include "_splitter.pxi"
+include "_send_buffer.pxi"

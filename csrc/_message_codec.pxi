@@ -9,6 +9,12 @@
 # and anything that differs in the slightest (another class, extra attributes, other value
 # types, memo references, another opcode) goes to pickle as before. The pure-Python
 # reference of this file is pickle itself. Every name here starts with _mc / _MC.
+#
+# Its byte pieces and sizes are pickle-layout facts read from lute_ipc.pickle_layout.
+# Needs from the includer (_framing.pyx): the compiler directives, and
+#   _protocol (int: codec.PICKLE_PROTOCOL), _pickle_dumps (pickle.dumps),
+#   _digit_count, _frame_size, _write_head, _write_ending (frame writing helpers), and the
+#   cimports of memcmp/memcpy, PyBytes_*/PyByteArray_* and PyObject_GetBuffer/PyBuffer_Release.
 
 from cpython.unicode cimport PyUnicode_DecodeUTF8, PyUnicode_CheckExact
 from cpython.bytes cimport PyBytes_CheckExact, PyBytes_GET_SIZE
@@ -28,7 +34,7 @@ cdef str _MC_SIGNAL = "signal"
 # The names pickle writes for the class (ours), and LUTE's module (read, mapped to ours).
 cdef bytes _MC_MODULE = _MCMessage.__module__.encode()
 cdef bytes _MC_QUALNAME = _MCMessage.__qualname__.encode()
-cdef bytes _MC_LEGACY_MODULE = _codec.LEGACY_MODULE.encode()
+cdef bytes _MC_LEGACY_MODULE = _layout.LEGACY_MODULE_BYTES
 cdef Py_ssize_t _MC_MODULE_SIZE = len(_MC_MODULE)
 cdef Py_ssize_t _MC_QUALNAME_SIZE = len(_MC_QUALNAME)
 cdef Py_ssize_t _MC_MAX_BYTES = 0xFFFFFFFF  # BINBYTES' 4-byte length
@@ -38,17 +44,21 @@ cdef Py_ssize_t _MC_MAX_TEXT = 16 * 1024
 # Set by _mc_self_check(): the fast paths are used only if they reproduce pickle exactly.
 cdef bint _mc_enabled = False
 
-# Fixed pieces of the pickle (protocol 4 and 5 write the same opcodes for this shape).
-cdef const char* _MC_NEWOBJ = b"\x93\x94)\x81\x94}\x94("     # STACK_GLOBAL MEMOIZE EMPTY_TUPLE NEWOBJ
-                                                           # MEMOIZE EMPTY_DICT MEMOIZE MARK
-cdef Py_ssize_t _MC_NEWOBJ_SIZE = 8
-cdef const char* _MC_KEY_CONTENTS = b"\x8c\x08contents\x94"
-cdef Py_ssize_t _MC_KEY_CONTENTS_SIZE = 11
-cdef const char* _MC_KEY_SIGNAL = b"\x8c\x06signal\x94"
-cdef Py_ssize_t _MC_KEY_SIGNAL_SIZE = 9
-cdef const char* _MC_END = b"ub."                            # SETITEMS BUILD STOP
-cdef Py_ssize_t _MC_END_SIZE = 3
-cdef Py_ssize_t _MC_HEADER_SIZE = 11                         # PROTO p FRAME <8 bytes>
+# Fixed pieces of the pickle (protocol 4 and 5 write the same opcodes for this shape); the
+# bytes objects keep the pointers valid.
+cdef bytes _MC_NEWOBJ_BYTES = _layout.MESSAGE_NEWOBJ
+cdef const char* _MC_NEWOBJ = _MC_NEWOBJ_BYTES
+cdef Py_ssize_t _MC_NEWOBJ_SIZE = len(_MC_NEWOBJ_BYTES)
+cdef bytes _MC_KEY_CONTENTS_BYTES = _layout.MESSAGE_KEY_CONTENTS
+cdef const char* _MC_KEY_CONTENTS = _MC_KEY_CONTENTS_BYTES
+cdef Py_ssize_t _MC_KEY_CONTENTS_SIZE = len(_MC_KEY_CONTENTS_BYTES)
+cdef bytes _MC_KEY_SIGNAL_BYTES = _layout.MESSAGE_KEY_SIGNAL
+cdef const char* _MC_KEY_SIGNAL = _MC_KEY_SIGNAL_BYTES
+cdef Py_ssize_t _MC_KEY_SIGNAL_SIZE = len(_MC_KEY_SIGNAL_BYTES)
+cdef bytes _MC_END_BYTES = _layout.MESSAGE_END
+cdef const char* _MC_END = _MC_END_BYTES
+cdef Py_ssize_t _MC_END_SIZE = len(_MC_END_BYTES)
+cdef Py_ssize_t _MC_HEADER_SIZE = _layout.HEADER_SIZE
 
 
 cdef enum:
@@ -58,7 +68,7 @@ cdef enum:
 
 # Contents bytes of at least this size: pickle writes them outside its frames (it closes the
 # frame before them and opens a new one after), the "split" layout.
-cdef Py_ssize_t _MC_FRAME_TARGET = 64 * 1024
+cdef Py_ssize_t _MC_FRAME_TARGET = _layout.FRAME_TARGET
 
 
 cdef struct _MCValue:

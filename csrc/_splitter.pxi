@@ -1,9 +1,17 @@
 # Included at the end of _framing.pyx (same directives): Cython twin of lute_ipc._splitter_py.
 #
-# The spec, the opcode tables, argument validation, item classes and error factories all
-# live in pure Python (lute_ipc._splitter_py, lute_ipc.stream_items) and are shared; this
-# file only re-implements the scanning loops on raw bytes. Every name here starts with
-# _sp / _SP (or is a public class) so it cannot clash with the frame decoder's names.
+# The spec, argument validation, item classes and error factories live in pure Python
+# (lute_ipc._splitter_py, lute_ipc.stream_items) and are shared; the opcode tables and
+# sizes are pickle-layout facts (lute_ipc.pickle_layout), copied at import. This file only
+# re-implements the scanning loops on raw bytes. Every name here starts with _sp / _SP (or
+# is a public class) so it cannot clash with the frame decoder's names.
+#
+# Needs from the includer (_framing.pyx): the compiler directives, and
+#   _mc_loads(const unsigned char*, Py_ssize_t) -> object  (from _message_codec.pxi: the
+#       Message fast path, None when it does not apply)
+#   _lend(const unsigned char*, Py_ssize_t) -> object       (the payload as bytes, or as a
+#       read-only memoryview from pickle_layout.LARGE_BUFFER bytes on)
+# Nothing else: every other name it uses is imported or defined here.
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_READ
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
@@ -15,18 +23,16 @@ from cpython.unicode cimport (PyUnicode_DecodeUTF8, PyUnicode_DecodeASCII, PyUni
 from libc.string cimport memcmp, memcpy, memchr, memmove
 from libc.stdint cimport uint64_t, int32_t
 
-import pickle as _sp_pickle
-
 from lute_ipc import codec as _sp_codec
+from lute_ipc import pickle_layout as _sp_layout
 from lute_ipc import _splitter_py as _sp_spec
 from lute_ipc import stream_items as _sp_items
 from lute_ipc.errors import UsageError as _SpUsageError
 
 DEFAULT_MAX_PICKLE_SIZE = _sp_spec.DEFAULT_MAX_PICKLE_SIZE
 
-cdef object _sp_pickle_loads = _sp_pickle.loads
 cdef object _sp_default_loads = _sp_codec.loads
-cdef object _sp_compat_loads = _sp_codec.compat_loads
+cdef object _sp_load_file = _sp_codec.load_file
 cdef object _SpPickled = _sp_items.Pickled
 cdef object _SpText = _sp_items.Text
 cdef object _SpSignal = _sp_items.Signal
@@ -36,18 +42,13 @@ cdef object _sp_too_large = _sp_spec._too_large
 cdef object _sp_incomplete = _sp_spec._incomplete
 cdef object _sp_check_options = _sp_spec._check_splitter_options
 cdef object _SpChunkReader = _sp_spec.ChunkReader
-cdef object _SpUnpickler = _sp_pickle.Unpickler
-cdef object _SpCompatUnpickler = _sp_codec.CompatUnpickler
 cdef object _sp_check_signal_names = _sp_spec._check_signal_names
 cdef object _sp_stderr_decoder = _sp_spec._stderr_decoder
 
-cdef const char* _SP_LEGACY = b"lute.execution.ipc"
-cdef Py_ssize_t _SP_LEGACY_SIZE = 18
-cdef Py_ssize_t _SP_LEND = 32 * 1024
 # A pickle growing beyond this is kept as the pieces it came in (see MixedStreamSplitter).
 cdef Py_ssize_t _SP_BIG = 1024 * 1024
 
-# The pickle grammar, copied at import from the pure tables (one source of truth).
+# The pickle grammar, copied at import from pickle_layout's tables (one source of truth).
 cdef unsigned char _SP_ARG_KIND[256]
 cdef unsigned char _SP_ARG_SIZE[256]
 cdef unsigned char _SP_EFFECT[256]
@@ -55,7 +56,7 @@ cdef unsigned char _SP_POPS[256]
 cdef unsigned char _SP_PUSHES[256]
 cdef unsigned char _SP_BELOW[256]
 # Derived: 1 + argument size for the opcodes of the fast path (fixed-size argument, plain
-# stack effect, not naming a global), else 0.
+# stack effect), else 0.
 cdef unsigned char _SP_FAST_STEP[256]
 # Kinds as compile-time constants (checked against the spec's values at import below).
 cdef enum:
@@ -70,16 +71,13 @@ cdef enum:
     _SP_S_POP = 3
     _SP_HIGHEST = 5
     _SP_MIN_PROTO = 2
-    # Opcodes that name a global (class or function): only then can LUTE's module path matter.
-    _SP_OP_GLOBAL = 0x63        # 'c'
-    _SP_OP_INST = 0x69          # 'i'
-    _SP_OP_STACK_GLOBAL = 0x93
 
-if ((_sp_spec.A_FIXED, _sp_spec.A_LEN, _sp_spec.A_SLEN, _sp_spec.A_LINES, _sp_spec.A_PROTO, _sp_spec.S_PLAIN,
-     _sp_spec.S_MARK, _sp_spec.S_POPMARK, _sp_spec.S_POP, _sp_spec.HIGHEST_PROTOCOL,
-     _sp_spec.MIN_CANDIDATE_PROTOCOL) != (1, 2, 3, 4, 5, 0, 1, 2, 3, 5, 2)):
-    raise ImportError("lute_ipc._framing_c was built against other pickle-grammar constants than _splitter_py's")
-cdef uint64_t _SP_MAX_ARG = _sp_spec.MAX_ARGUMENT_LENGTH
+if ((_sp_layout.A_FIXED, _sp_layout.A_LEN, _sp_layout.A_SLEN, _sp_layout.A_LINES, _sp_layout.A_PROTO,
+     _sp_layout.S_PLAIN, _sp_layout.S_MARK, _sp_layout.S_POPMARK, _sp_layout.S_POP, _sp_layout.HIGHEST_PROTOCOL,
+     _sp_layout.MIN_CANDIDATE_PROTOCOL) != (1, 2, 3, 4, 5, 0, 1, 2, 3, 5, 2)):
+    raise ImportError("lute_ipc._framing_c was built against other pickle-grammar constants than pickle_layout's")
+cdef uint64_t _SP_MAX_ARG = _sp_layout.MAX_ARGUMENT_LENGTH
+cdef unsigned char _SP_FRAME = _sp_layout.FRAME
 cdef enum:
     _SP_MORE = 0
     _SP_STOP = 1
@@ -90,15 +88,14 @@ cdef enum:
 cdef _sp_load_tables():
     cdef int i
     for i in range(256):
-        _SP_ARG_KIND[i] = _sp_spec.ARG_KIND[i]
-        _SP_ARG_SIZE[i] = _sp_spec.ARG_SIZE[i]
-        _SP_EFFECT[i] = _sp_spec.EFFECT[i]
-        _SP_POPS[i] = _sp_spec.POPS[i]
-        _SP_PUSHES[i] = _sp_spec.PUSHES[i]
-        _SP_BELOW[i] = _sp_spec.BELOW[i]
+        _SP_ARG_KIND[i] = _sp_layout.ARG_KIND[i]
+        _SP_ARG_SIZE[i] = _sp_layout.ARG_SIZE[i]
+        _SP_EFFECT[i] = _sp_layout.EFFECT[i]
+        _SP_POPS[i] = _sp_layout.POPS[i]
+        _SP_PUSHES[i] = _sp_layout.PUSHES[i]
+        _SP_BELOW[i] = _sp_layout.BELOW[i]
         _SP_FAST_STEP[i] = 0
-        if (_SP_ARG_KIND[i] == _sp_spec.A_FIXED and _SP_EFFECT[i] == _sp_spec.S_PLAIN
-                and i != 0x93 and i != 0x63 and i != 0x69):
+        if _SP_ARG_KIND[i] == _sp_layout.A_FIXED and _SP_EFFECT[i] == _sp_layout.S_PLAIN and i != _sp_layout.FRAME:
             _SP_FAST_STEP[i] = 1 + _SP_ARG_SIZE[i]
 
 
@@ -227,19 +224,6 @@ cdef inline bint _sp_has_escapes(str text) noexcept:
     return False
 
 
-cdef inline bint _sp_contains(const unsigned char* buf, Py_ssize_t n, const char* needle, Py_ssize_t m) noexcept nogil:
-    cdef const unsigned char* hit
-    cdef Py_ssize_t pos = 0
-    while n - pos >= m:
-        hit = <const unsigned char*>memchr(buf + pos, needle[0], n - pos - m + 1)
-        if hit == NULL:
-            return False
-        if memcmp(hit, needle, m) == 0:
-            return True
-        pos = hit - buf + 1
-    return False
-
-
 cdef inline Py_ssize_t _sp_get_buffer(object data, Py_buffer* view) except -1:
     try:
         PyObject_GetBuffer(data, view, PyBUF_SIMPLE)
@@ -285,12 +269,10 @@ cdef class MixedStreamSplitter:
     cdef Py_ssize_t _nl_op
     cdef Py_ssize_t _nl_from
     cdef Py_ssize_t _nl_found
+    cdef long long _frame_end     # stream offset where the candidate's furthest FRAME ends
     # Streaming: the candidate's bytes are not kept in _buf (only the opcode being walked).
-    cdef bint _streaming
-    cdef bint _retain             # streaming a large pickle: its pieces are kept in _chunks
+    cdef bint _streaming          # a large pickle: its pieces are kept in _chunks
     cdef list _chunks
-    cdef long long _skip_from     # streaming without retaining: where skipping started
-    cdef bint _has_global         # the candidate names a global (class or function)
 
     def __cinit__(self):
         self._buf = NULL
@@ -330,17 +312,15 @@ cdef class MixedStreamSplitter:
         self._nl_op = -1
         self._nl_from = 0
         self._nl_found = 0
+        self._frame_end = 0
         self._streaming = False
-        self._retain = False
         self._chunks = None
-        self._skip_from = 0
-        self._has_global = False
 
     @property
     def buffered(self):
         """Bytes held: an incomplete pickle, or the tail of text that cannot be decided yet."""
         cdef Py_ssize_t held
-        if self._retain:
+        if self._streaming:
             return self._base + self._len - self._cand_abs
         held = self._len - self._keep_from()
         return held if held > 0 else 0
@@ -352,7 +332,7 @@ cdef class MixedStreamSplitter:
         cdef list out = []
         _sp_get_buffer(data, &view)
         try:
-            if self._retain and view.len:
+            if self._streaming and view.len:
                 self._chunks.append(_sp_keepable(data, &view))
             self._reserve(self._len + view.len)
             memcpy(self._buf + self._len, view.buf, view.len)
@@ -368,10 +348,8 @@ cdef class MixedStreamSplitter:
         """End of stream: return what is left (an incomplete pickle becomes an error item)."""
         cdef list out = []
         self._process(out)
-        if self._retain:
+        if self._streaming:
             self._error(_sp_incomplete(self._cand_abs, b"".join(self._chunks)), out)
-        elif self._streaming:
-            self.skipped_bytes += self._base + self._len - self._skip_from
         elif self._cand >= 0:
             self._error(_sp_incomplete(self._cand_abs, self._bytes(self._cand, self._len)), out)
         else:
@@ -460,29 +438,26 @@ cdef class MixedStreamSplitter:
         self._search = resume
         self._cand = -1
         self._streaming = False
-        self._retain = False
         self._chunks = None
 
-    cdef int _start_streaming(self, bint retain, Py_ssize_t end) except -1:
+    cdef int _start_streaming(self, Py_ssize_t end) except -1:
         self._streaming = True
-        self._retain = retain
-        if retain:
-            self._chunks = [self._bytes(self._cand, end)]
-        else:
-            self._chunks = None
-            self._skip_from = self._base + end
+        self._chunks = [self._bytes(self._cand, end)]
         return 0
 
     cdef int _too_large(self, list out) except -1:
         """Report the candidate as too large (with its bytes before the opcode crossing the
-        limit, at _wpos), then skip the rest of it."""
+        limit, at _wpos, and at least its first byte); text resumes right after them."""
         cdef object data
-        if self._retain:
+        cdef Py_ssize_t resume = self._wpos
+        if self._streaming:
             data = b"".join(self._chunks)[:self._base + self._wpos - self._cand_abs]
         else:
-            data = self._bytes(self._cand, self._wpos)
+            if resume <= self._cand:
+                resume = self._cand + 1
+            data = self._bytes(self._cand, resume)
         self._error(_sp_too_large(self._cand_abs, data, self.max_pickle_size), out)
-        self._start_streaming(False, self._wpos)
+        self._end_candidate(resume)
         return 0
 
     cdef int _process(self, list out) except -1:
@@ -496,28 +471,22 @@ cdef class MixedStreamSplitter:
                 if status == _SP_MORE:
                     # At most max_pickle_size bytes are held (see _walk).
                     if not self._streaming and self._base + end - self._cand_abs > _SP_BIG:
-                        self._start_streaming(True, end)
+                        self._start_streaming(end)
                     return 0
-                if self._streaming and not self._retain:
-                    # The skipped pickle ended (or broke the grammar): text resumes at _wpos.
-                    self.skipped_bytes += self._base + self._wpos - self._skip_from
-                    self._end_candidate(self._wpos)
-                    continue
                 if status == _SP_STOP:
-                    if self._retain:
+                    if self._streaming:
                         self._deliver_chunks(self._base + self._wpos - self._cand_abs, out)
                     else:
                         self._deliver(self._cand, self._wpos, out)
                     self._end_candidate(self._wpos)
                 elif status == _SP_INVALID:
                     # Not a pickle: its 0x80 is text; look for candidates after it.
-                    if self._retain:
+                    if self._streaming:
                         self._restore(end)
                     self._pos = self._cand
                     self._search = self._cand + 1
                     self._cand = -1
                     self._streaming = False
-                    self._retain = False
                     self._chunks = None
                 else:
                     self._too_large(out)
@@ -531,7 +500,7 @@ cdef class MixedStreamSplitter:
                 self._depth = 0
                 self._nmarks = 0
                 self._nl_op = -1
-                self._has_global = False
+                self._frame_end = 0
                 continue
             hold = self._text_hold(end)
             self._emit_text(self._pos, hold, out)
@@ -584,18 +553,11 @@ cdef class MixedStreamSplitter:
         else:
             try:
                 if self._loads_default:
-                    # The commonest shape is read directly (see _message_codec.pxi); otherwise
-                    # the same result as codec.loads: LUTE's module path only matters in a global.
+                    # The commonest shape is read directly (see _message_codec.pxi: the same
+                    # object pickle makes); anything else goes to codec.loads, the one path.
                     value = _mc_loads(p, n)
-                    if value is not None:
-                        pass
-                    elif self._has_global and _sp_contains(p, n, _SP_LEGACY, _SP_LEGACY_SIZE):
-                        value = _sp_compat_loads(PyBytes_FromStringAndSize(<const char*>p, n))
-                    elif n >= _SP_LEND:
-                        # pickle copies what it keeps: lend it the bytes instead of copying them first.
-                        value = _sp_pickle_loads(PyMemoryView_FromMemory(<char*>p, n, PyBUF_READ))
-                    else:
-                        value = _sp_pickle_loads(PyBytes_FromStringAndSize(<const char*>p, n))
+                    if value is None:
+                        value = _sp_default_loads(_lend(p, n))
                 else:
                     value = self._loads(PyBytes_FromStringAndSize(<const char*>p, n))
             except Exception as exc:
@@ -611,10 +573,7 @@ cdef class MixedStreamSplitter:
         cdef object value
         try:
             if self._loads_default:
-                if self._has_global and _sp_chunks_contain_legacy(chunks):
-                    value = _SpCompatUnpickler(_SpChunkReader(chunks, size)).load()
-                else:
-                    value = _SpUnpickler(_SpChunkReader(chunks, size)).load()
+                value = _sp_load_file(_SpChunkReader(chunks, size))  # codec.loads' mechanism, without a copy
             elif self._loads is None:
                 value = _SpChunkReader(chunks, size).read()
             else:
@@ -639,7 +598,6 @@ cdef class MixedStreamSplitter:
         cdef int32_t slength
         cdef int status = _SP_MORE
         cdef bint streaming = self._streaming
-        cdef bint skipping = self._streaming and not self._retain
         cdef int i
         cdef unsigned char step
         while pos < end:
@@ -647,7 +605,7 @@ cdef class MixedStreamSplitter:
             step = _SP_FAST_STEP[op]
             if step:
                 # Most opcodes: a fixed-size argument and a plain stack effect.
-                if pos + step > limit and not skipping:
+                if pos + step > limit:
                     status = _SP_TOO_LARGE
                     break
                 if pos + step > end:
@@ -661,14 +619,28 @@ cdef class MixedStreamSplitter:
             kind = _SP_ARG_KIND[op]
             if kind == _SP_A_FIXED:
                 nxt = pos + 1 + _SP_ARG_SIZE[op]
-                if nxt > limit and not skipping:
+                if nxt > limit:
                     status = _SP_TOO_LARGE
                     break
                 if nxt > end:
                     break
+                if op == _SP_FRAME:
+                    # The frame's bytes are part of the pickle: its announced length must fit
+                    # in the bound, and the pickle must not stop before the frame ends.
+                    length = 0
+                    for i in range(7, -1, -1):
+                        length = (length << 8) | buf[pos + 1 + i]
+                    if length > <uint64_t>(limit - nxt):
+                        status = _SP_TOO_LARGE
+                        break
+                    if length > _SP_MAX_ARG:
+                        status = _SP_INVALID
+                        break
+                    if self._base + nxt + <long long>length > self._frame_end:
+                        self._frame_end = self._base + nxt + <long long>length
             elif kind == _SP_A_LEN or kind == _SP_A_SLEN:
                 header = pos + 1 + _SP_ARG_SIZE[op]
-                if header > limit and not skipping:
+                if header > limit:
                     status = _SP_TOO_LARGE
                     break
                 if header > end:
@@ -683,7 +655,7 @@ cdef class MixedStreamSplitter:
                     length = 0
                     for i in range(_SP_ARG_SIZE[op] - 1, -1, -1):
                         length = (length << 8) | buf[pos + 1 + i]
-                if not skipping and length > <uint64_t>(limit - header):
+                if length > <uint64_t>(limit - header):
                     status = _SP_TOO_LARGE
                     break
                 if length > _SP_MAX_ARG:
@@ -693,8 +665,8 @@ cdef class MixedStreamSplitter:
                 if nxt > end and not streaming:
                     break
             elif kind == _SP_A_LINES:
-                # The line(s) must end by bound; while skipping, within max_pickle_size.
-                bound = pos + self.max_pickle_size if skipping else limit
+                # The line(s) must end by limit.
+                bound = limit
                 stop = end if end < bound else bound
                 if self._nl_op == pos:
                     search = self._nl_from
@@ -712,7 +684,7 @@ cdef class MixedStreamSplitter:
                     search = newline - buf + 1
                 if found < want:
                     if end >= bound:
-                        status = _SP_INVALID if skipping else _SP_TOO_LARGE
+                        status = _SP_TOO_LARGE
                         break
                     self._nl_op = pos
                     self._nl_from = end
@@ -720,7 +692,7 @@ cdef class MixedStreamSplitter:
                     break
                 nxt = search
             elif kind == _SP_A_PROTO:
-                if pos + 2 > limit and not skipping:
+                if pos + 2 > limit:
                     status = _SP_TOO_LARGE
                     break
                 if pos + 2 > end:
@@ -732,8 +704,6 @@ cdef class MixedStreamSplitter:
             else:
                 status = _SP_INVALID
                 break
-            if op == _SP_OP_STACK_GLOBAL or op == _SP_OP_GLOBAL or op == _SP_OP_INST:
-                self._has_global = True
             effect = _SP_EFFECT[op]
             if effect == _SP_S_PLAIN:
                 if depth < _SP_POPS[op]:
@@ -763,7 +733,7 @@ cdef class MixedStreamSplitter:
                     status = _SP_INVALID
                     break
             else:  # STOP
-                if depth != 1 or self._nmarks:
+                if depth != 1 or self._nmarks or self._base + nxt < self._frame_end:
                     status = _SP_INVALID
                     break
                 pos = nxt
@@ -804,34 +774,6 @@ cdef object _sp_keepable(object data, Py_buffer* view):
     if type(data) is memoryview and type((<memoryview>data).obj) is bytes and (<memoryview>data).c_contiguous:
         return data
     return PyBytes_FromStringAndSize(<const char*>view.buf, view.len)
-
-
-cdef bint _sp_chunks_contain_legacy(list chunks) except -1:
-    """Whether LUTE's module name appears in the pieces (also across their joints)."""
-    cdef Py_buffer view
-    cdef object chunk
-    cdef bytes tail = b""
-    cdef bytes joint
-    cdef bint found
-    for chunk in chunks:
-        PyObject_GetBuffer(chunk, &view, PyBUF_SIMPLE)
-        try:
-            found = _sp_contains(<const unsigned char*>view.buf, view.len, _SP_LEGACY, _SP_LEGACY_SIZE)
-            if not found and tail:
-                joint = tail + PyBytes_FromStringAndSize(<const char*>view.buf,
-                                                         view.len if view.len < _SP_LEGACY_SIZE else _SP_LEGACY_SIZE)
-                found = _sp_contains(<const unsigned char*>PyBytes_AS_STRING(joint), len(joint),
-                                     _SP_LEGACY, _SP_LEGACY_SIZE)
-            if view.len >= _SP_LEGACY_SIZE:
-                tail = PyBytes_FromStringAndSize(<const char*>view.buf + view.len - _SP_LEGACY_SIZE + 1,
-                                                 _SP_LEGACY_SIZE - 1)
-            else:
-                tail = (tail + PyBytes_FromStringAndSize(<const char*>view.buf, view.len))[-(_SP_LEGACY_SIZE - 1):]
-        finally:
-            PyBuffer_Release(&view)
-        if found:
-            return True
-    return False
 
 
 # ----------------------------------------------------------------------------- stderr tokenizer

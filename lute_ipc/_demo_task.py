@@ -20,10 +20,14 @@ from .log_handler import SocketLogHandler
 from .message import Message
 from .task import close_reporter, report
 
-__all__ = ["main", "LOG_FORMAT", "checksum"]
+__all__ = ["main", "LOG_FORMAT", "DONE_LINE", "checksum"]
 
 LOG_FORMAT = "TASK_LOG -- %(levelname)s:%(name)s: %(message)s"
 """LUTE's Task log format."""
+
+DONE_LINE = "done: reporting the result"
+"""The message the Task logs, and flushes, right before its TASK_RESULT: the Executor checks
+that this line arrives before the result."""
 
 
 def checksum(count: int) -> int:
@@ -59,8 +63,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             logger.error("failing on purpose (--fail)")
             report(Message(signal="TASK_FAILED"))
             return 1
-        logger.info("done: reporting the result")
-        handler.flush()
+        logger.info(DONE_LINE)
+        handler.flush()  # the line leaves before the result (same connection, in order)
         report(Message(contents={"messages": args.messages, "checksum": checksum(args.messages)},
                        signal="TASK_RESULT"))
         report(Message(signal="TASK_DONE"))

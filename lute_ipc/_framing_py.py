@@ -24,11 +24,14 @@ Sans-IO: no sockets, threads or logging here.
 from __future__ import annotations
 
 import hmac
+import mmap
 import re
+import sys
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 from . import codec
 from . import message as _message
+from . import pickle_layout as _layout
 from .errors import (
     AuthenticationError,
     BadHeader,
@@ -58,6 +61,8 @@ __all__ = [
     "FrameDecoder",
     "MixedStreamSplitter",
     "SignalTokenizer",
+    "final_buffer",
+    "SendBuffer",
 ]
 
 PLAIN_HEAD = b"MSG;;;"
@@ -71,8 +76,6 @@ DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 
 _HEAD_SIZE = len(PLAIN_HEAD)
 _TRAILER_SIZE = len(PLAIN_TRAILER)
-# Longest possible head + length + separator: what must be seen to know a frame's size.
-_MAX_HEADER_SIZE = _HEAD_SIZE + MAX_LENGTH_DIGITS + len(SEPARATOR)
 _HEAD_RE = re.compile(rb"M(?:SG|AC);;;")
 _DIGIT_0 = 48
 _DIGIT_9 = 57
@@ -140,19 +143,12 @@ def append_frame(buffer: bytearray, msg: Any, *, key: Optional[bytes] = None) ->
 
 _MESSAGE_NAMES = tuple(
     name.encode() for name in ("contents", "signal", _message.Message.__module__, _message.Message.__qualname__))
-_FRAME_TARGET = 64 * 1024  # pickle writes bytes of this size or more outside its frames
 _MAX_SIGNAL = 16 * 1024
 
-
-def _short_text(text: bytes) -> bytes:
-    """SHORT_BINUNICODE <text> MEMOIZE."""
-    return b"\x8c" + bytes((len(text),)) + text + b"\x94"
-
-
 # The pickle of a Message up to its contents: the class (STACK_GLOBAL), NEWOBJ, the state dict
-# (EMPTY_DICT MARK) and its first key.
-_PICKLE_BODY = (_short_text(_MESSAGE_NAMES[2]) + _short_text(_MESSAGE_NAMES[3])
-                + b"\x93\x94)\x81\x94}\x94(" + _short_text(b"contents"))
+# (EMPTY_DICT MARK) and its first key (the pieces are pickle_layout's).
+_PICKLE_BODY = (_layout.short_text(_MESSAGE_NAMES[2]) + _layout.short_text(_MESSAGE_NAMES[3])
+                + _layout.MESSAGE_NEWOBJ + _layout.MESSAGE_KEY_CONTENTS)
 
 
 def message_pieces(msg: Any) -> Optional[Tuple[List[Any], int]]:
@@ -172,7 +168,7 @@ def message_pieces(msg: Any) -> Optional[Tuple[List[Any], int]]:
     if type(contents) is not bytes or len(contents) > 0xFFFFFFFF:
         return None
     if signal is None:
-        signal_bytes = b"N"
+        signal_bytes = bytes((_layout.NONE,))
     elif type(signal) is str:
         try:
             text = signal.encode("utf-8")
@@ -181,22 +177,27 @@ def message_pieces(msg: Any) -> Optional[Tuple[List[Any], int]]:
         if len(text) > _MAX_SIGNAL or text in _MESSAGE_NAMES:
             return None
         size = len(text)
-        signal_bytes = (_short_text(text) if size < 256 else b"X" + size.to_bytes(4, "little") + text + b"\x94")
+        signal_bytes = (_layout.short_text(text) if size < 256
+                        else bytes((_layout.BINUNICODE,)) + size.to_bytes(4, "little") + text
+                        + bytes((_layout.MEMOIZE,)))
     else:
         return None
     size = len(contents)
     body = _PICKLE_BODY
-    opcode = b"C" + bytes((size,)) if size < 256 else b"B" + size.to_bytes(4, "little")
-    rest = b"\x8c\x06signal\x94" + signal_bytes + b"ub."
-    if size >= _FRAME_TARGET:  # frame 1 ends before the bytes; frame 2 holds what follows them
-        head = bytes((0x80, codec.PICKLE_PROTOCOL, 0x95)) + len(body).to_bytes(8, "little") + body + opcode
-        tail = b"\x95" + (len(rest) + 1).to_bytes(8, "little") + b"\x94" + rest
+    opcode = (bytes((_layout.SHORT_BINBYTES, size)) if size < 256
+              else bytes((_layout.BINBYTES,)) + size.to_bytes(4, "little"))
+    rest = _layout.MESSAGE_KEY_SIGNAL + signal_bytes + _layout.MESSAGE_END
+    memoize = bytes((_layout.MEMOIZE,))
+    start = bytes((_layout.PROTO, _layout.PICKLE_PROTOCOL, _layout.FRAME))
+    if size >= _layout.FRAME_TARGET:  # frame 1 ends before the bytes; frame 2 holds what follows them
+        head = start + len(body).to_bytes(8, "little") + body + opcode
+        tail = bytes((_layout.FRAME,)) + (len(rest) + 1).to_bytes(8, "little") + memoize + rest
     else:
         frame = len(body) + len(opcode) + size + 1 + len(rest)
-        if frame >= _FRAME_TARGET:  # pickle would close its frame somewhere inside
+        if frame >= _layout.FRAME_TARGET:  # pickle would close its frame somewhere inside
             return None
-        head = bytes((0x80, codec.PICKLE_PROTOCOL, 0x95)) + frame.to_bytes(8, "little") + body + opcode
-        tail = b"\x94" + rest
+        head = start + frame.to_bytes(8, "little") + body + opcode
+        tail = memoize + rest
     return [head, contents, tail], len(head) + size + len(tail)
 
 
@@ -222,12 +223,37 @@ def _longest_head_prefix_suffix(data: Buffer, start: int, end: int) -> int:
 
 
 # --------------------------------------------------------------------------- shared by both twins
+LAZY_BUFFER_SIZE = 256 * 1024
+"""From this size on, :func:`final_buffer` maps fresh pages instead of making a ``bytearray``."""
+
+FinalBuffer = Union[bytearray, mmap.mmap]
+
+
+def final_buffer(size: int) -> FinalBuffer:
+    """A writable buffer of ``size`` octets for a frame or record whose head announced that size
+    (its octets are only defined once written).
+
+    What is held must follow what was received: ``bytearray(size)`` zeroes every octet at once,
+    so a peer announcing a large frame and sending nothing more would make the process hold the
+    whole size. Here, from :data:`LAZY_BUFFER_SIZE` on, the buffer is anonymous memory the kernel
+    provides page by page as octets are written (slow: a page fault per page). The Cython twin
+    returns a ``bytearray`` it does not zero, from the allocator, whose fresh pages are equally
+    lazy and whose freed ones are reused.
+    """
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise UsageError("size must be a non-negative int")
+    return bytearray(size) if size < LAZY_BUFFER_SIZE else mmap.mmap(-1, size)
+
+
+# A length has at most 19 digits, and the Cython twin holds sizes in a C ssize_t.
+_FRAME_SIZE_BOUND = min(10 ** MAX_LENGTH_DIGITS, sys.maxsize + 1)
+
 # The Cython twin imports these so that both report identical errors and validate identically.
 def _check_decoder_options(max_frame_size: int, loads: Optional[Loads], on_error: Optional[ErrorCallback]) -> None:
     if not isinstance(max_frame_size, int) or isinstance(max_frame_size, bool) or max_frame_size < 0:
         raise UsageError("max_frame_size must be a non-negative int")
-    if max_frame_size >= 10 ** MAX_LENGTH_DIGITS:
-        raise UsageError(f"max_frame_size must be below 10**{MAX_LENGTH_DIGITS}")
+    if max_frame_size >= _FRAME_SIZE_BOUND:
+        raise UsageError(f"max_frame_size must be below {_FRAME_SIZE_BOUND}")
     if loads is not None and not callable(loads):
         raise UsageError("loads must be callable or None")
     if on_error is not None and not callable(on_error):
@@ -319,11 +345,13 @@ class FrameDecoder:
         self.frames = 0
         self.skipped_bytes = 0
         self.bytes_fed = 0
-        # Bytes of one incomplete frame start (never garbage), and their stream offset.
+        # Bytes of an incomplete frame head (never garbage), and their stream offset.
         self._pending = bytearray()
         self._pending_offset = 0
-        # Full size of the pending frame once its header is known, else 0.
-        self._pending_size = 0
+        # Once a frame's head is read: its final buffer, allocated whole at the frame's size
+        # (the head included), and how much of it is filled (``_pending`` is then empty).
+        self._frame: Optional[FinalBuffer] = None
+        self._filled = 0
         # True inside a run of bad bytes whose error has been reported already.
         self._skipping = False
         # True while feed_eof() salvages the frames inside a truncated one.
@@ -333,7 +361,37 @@ class FrameDecoder:
     @property
     def buffered(self) -> int:
         """Number of bytes held while waiting for the rest of a frame."""
-        return len(self._pending)
+        return self._filled if self._frame is not None else len(self._pending)
+
+    def pending_buffer(self) -> Optional[memoryview]:
+        """Where the rest of the frame in progress goes: receive straight into it.
+
+        Once a frame's head has been read, the decoder holds the frame's final buffer, allocated
+        whole at the announced size (at most ``max_frame_size`` + overhead). This returns a
+        writable view of exactly the bytes that frame still lacks; write the next stream bytes
+        at its start (``sock.recv_into(view)``), then call :meth:`commit` with their number. So a
+        large frame is received with no copy and no growing buffer. ``None`` when no frame
+        is in progress (or only part of a head is buffered): use :meth:`feed`. The view is valid
+        until the next call to :meth:`feed`, :meth:`commit` or :meth:`feed_eof`.
+        """
+        if self._frame is None:
+            return None
+        return memoryview(self._frame)[self._filled:]
+
+    def commit(self, size: int) -> List[Any]:
+        """``size`` stream bytes were written at the start of :meth:`pending_buffer`'s view:
+        take them as fed, and return the messages they complete (as :meth:`feed` would)."""
+        frame = self._frame
+        room = 0 if frame is None else len(frame) - self._filled
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= room:
+            raise UsageError(f"commit() takes the number of bytes written into pending_buffer(), "
+                             f"0 to {room}, not {size!r}")
+        self.bytes_fed += size
+        self._filled += size
+        out: List[Any] = []
+        if frame is not None and self._filled == len(frame):
+            self._complete(out)
+        return out
 
     def feed(self, data: Buffer) -> List[Any]:
         """Add bytes from the stream; return the messages of every frame they complete."""
@@ -349,24 +407,26 @@ class FrameDecoder:
         self.bytes_fed += size
         out: List[Any] = []
         pos = 0
-        if self._pending and self._pending_size:
-            # The header of the buffered frame is known: take exactly the bytes it lacks.
-            take = min(self._pending_size - len(self._pending), size)
-            self._pending += memoryview(chunk)[:take]
+        frame = self._frame
+        if frame is not None:
+            # The head of the frame in progress is known: take exactly the bytes it lacks.
+            take = min(len(frame) - self._filled, size)
+            frame[self._filled:self._filled + take] = memoryview(chunk)[:take]
+            self._filled += take
             pos = take
-            if len(self._pending) < self._pending_size:
+            if self._filled < len(frame):
                 return out
-            pending, offset = self._pending, self._pending_offset
-            self._pending = bytearray()
-            self._pending_size = 0
-            self._scan(pending, 0, len(pending), offset, out)
-        if self._pending and pos < size:
-            # A partial head (at most _MAX_HEADER_SIZE bytes) is buffered: join it to the
-            # rest of the chunk once, so the chunk is scanned in one pass.
+            self._complete(out)
+        if (self._pending or self._frame is not None) and pos < size:
+            # A partial head (at most head + 19 digits + separator) is buffered, or the frame
+            # just decoded was a lie and another incomplete one starts inside it: join what is
+            # held to the rest of the chunk once, so the chunk is scanned in one pass.
             base = self._pending_offset
-            chunk = bytes(self._pending) + memoryview(chunk)[pos:]
+            held = self._pending if self._frame is None else memoryview(self._frame)[:self._filled]
+            chunk = bytes(held) + memoryview(chunk)[pos:]
             self._pending = bytearray()
-            self._pending_size = 0
+            self._frame = None
+            self._filled = 0
             pos, size = 0, len(chunk)
         if pos < size:
             self._scan(chunk, pos, size, base, out)
@@ -381,10 +441,20 @@ class FrameDecoder:
         fed a new stream afterwards.
         """
         out: List[Any] = []
-        if self._pending:
-            pending, offset = bytes(self._pending), self._pending_offset
+        if self._skipping and self._frame is None and self._pending:
+            # held back while skipping, in case a frame began there: the end of bytes already
+            # reported (e.g. the trailer of a frame over the limit), not a frame of its own
+            self.skipped_bytes += len(self._pending)
             self._pending = bytearray()
-            self._pending_size = 0
+        if self._frame is not None or self._pending:
+            if self._frame is not None:
+                pending = bytes(memoryview(self._frame)[:self._filled])
+                self._frame = None
+                self._filled = 0
+            else:
+                pending = bytes(self._pending)
+                self._pending = bytearray()
+            offset = self._pending_offset
             self._report(_truncated(offset, pending))
             self._skipping = True
             self.skipped_bytes += 1
@@ -416,9 +486,25 @@ class FrameDecoder:
         return at + 1
 
     def _keep(self, data: Buffer, start: int, end: int, offset: int, frame_size: int = 0) -> None:
-        self._pending += memoryview(data)[start:end]
+        """Hold ``data[start:end]``, the start of an incomplete frame (nothing is held yet):
+        in the frame's final buffer when its size is known, else as a partial head."""
+        if frame_size:
+            frame = final_buffer(frame_size)
+            frame[:end - start] = memoryview(data)[start:end]
+            self._frame = frame
+            self._filled = end - start
+        else:
+            self._pending += memoryview(data)[start:end]
         self._pending_offset = offset + start
-        self._pending_size = frame_size
+
+    def _complete(self, out: List[Any]) -> None:
+        """The frame in progress is whole: decode it from its buffer."""
+        frame, offset = self._frame, self._pending_offset
+        assert frame is not None
+        self._frame = None
+        self._filled = 0
+        data = frame if type(frame) is bytearray else bytes(frame)  # the scan needs bytes methods
+        self._scan(data, 0, len(data), offset, out)
 
     def _scan(self, data: Union[bytes, bytearray], pos: int, end: int, offset: int, out: List[Any]) -> None:
         """Decode every complete frame of ``data[pos:end]``; keep an incomplete tail in ``_pending``.
@@ -507,7 +593,7 @@ class FrameDecoder:
             frame_offset = offset + pos
             pos = frame_end
             if authenticated:
-                if self._key is None:
+                if self._frame_tag is None:  # no key (the two are set together)
                     self._report(_no_key(frame_offset))
                     continue
                 view = memoryview(data)
@@ -532,4 +618,5 @@ class FrameDecoder:
             self.frames += 1
 
 
+from ._send_buffer_py import SendBuffer  # noqa: E402
 from ._splitter_py import MixedStreamSplitter, SignalTokenizer  # noqa: E402

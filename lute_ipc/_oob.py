@@ -20,15 +20,17 @@ from __future__ import annotations
 import pickle
 import pickletools
 import struct
-from typing import Any, List, Optional, Tuple
+from itertools import islice
+from typing import Any, List, Optional, Set, Tuple
+
+from . import codec
+from .errors import UnpicklableContents
+from .pickle_layout import BINBYTES8, BYTEARRAY8, LARGE_BUFFER
 
 __all__ = ["pickle_pieces", "has_large_buffer", "largest_buffer", "LARGE_BUFFER"]
 
-LARGE_BUFFER = 32 * 1024
-"""Buffers of at least this many bytes are sent in place; smaller ones are pickled in band."""
-
-_BINBYTES8 = pickle.BINBYTES8
-_BYTEARRAY8 = pickle.BYTEARRAY8
+_BINBYTES8 = bytes((BINBYTES8,))
+_BYTEARRAY8 = bytes((BYTEARRAY8,))
 _SCAN_ITEMS = 16
 
 
@@ -37,7 +39,8 @@ def _is_large(obj: Any, threshold: int) -> bool:
     if kind is bytes or kind is bytearray:
         return len(obj) >= threshold
     if kind.__name__ == "ndarray" and kind.__module__ == "numpy":
-        return obj.nbytes >= threshold
+        nbytes: int = obj.nbytes
+        return nbytes >= threshold
     return False
 
 
@@ -50,18 +53,28 @@ def _size(obj: Any) -> int:
     return 0
 
 
+_NEVER_BUFFERS = frozenset({str, int, float, bool, type(None), complex})
+"""Types that are never a large buffer: skipped without looking further."""
+
+
 def largest_buffer(contents: Any) -> int:
     """Size of the largest ``bytes``/``bytearray``/numpy array that ``contents`` is or directly
-    holds (first items of a list, tuple or dict's values); 0 if none. Cheap."""
-    size = _size(contents)
+    holds (first items of a list, tuple or dict's values); 0 if none. Cheap: the writer calls
+    it on every message, so the common items (text, numbers) cost one type test each."""
     kind = type(contents)
     if kind is tuple or kind is list:
-        items = contents[:_SCAN_ITEMS]
+        items: Any = contents[:_SCAN_ITEMS]
     elif kind is dict:
-        items = list(contents.values())[:_SCAN_ITEMS]
+        items = islice(contents.values(), _SCAN_ITEMS)
     else:
-        return size
-    return max([size] + [_size(item) for item in items])
+        return 0 if kind in _NEVER_BUFFERS else _size(contents)
+    largest = 0
+    for item in items:
+        if type(item) not in _NEVER_BUFFERS:
+            size = _size(item)
+            if size > largest:
+                largest = size
+    return largest
 
 
 def has_large_buffer(contents: Any, threshold: int = LARGE_BUFFER) -> bool:
@@ -78,7 +91,7 @@ class _OutOfBandPickler(pickle.Pickler):
         super().__init__(file, protocol=5, buffer_callback=self._keep)
         self._threshold = threshold
         self._buffers = buffers
-        self._seen: set = set()
+        self._seen: Set[int] = set()
 
     def _keep(self, buffer: pickle.PickleBuffer) -> bool:
         """Out of band (False) when large; in band (True) otherwise."""
@@ -95,6 +108,12 @@ class _OutOfBandPickler(pickle.Pickler):
             self._seen.add(id(obj))
             return pickle.PickleBuffer(obj)
         return None
+
+
+def _dumps5(obj: Any) -> bytes:
+    data = pickle.dumps(obj, 5)
+    codec.check_sendable(obj, data)
+    return data
 
 
 class _Sink:
@@ -114,15 +133,24 @@ def pickle_pieces(obj: Any, threshold: int = LARGE_BUFFER) -> Tuple[List[Any], i
     Pieces are ``bytes`` (opcodes) and read-only ``memoryview``s of the large buffers
     (zero-copy: keep ``obj`` unchanged until the pieces are sent). If ``obj`` holds no large
     buffer the result is one piece, a plain protocol-5 pickle.
+
+    Raises :class:`~lute_ipc.errors.UnpicklableContents` (or ``MainModuleContents``) as
+    :func:`lute_ipc.codec.dumps` does.
     """
     sink = _Sink()
     buffers: List[pickle.PickleBuffer] = []
     try:
         _OutOfBandPickler(sink, threshold, buffers).dump(obj)
     except _Repeated:
-        data = pickle.dumps(obj, 5)
+        data = _dumps5(obj)
         return [data], len(data)
+    except UnpicklableContents:
+        raise
+    except Exception as exc:  # pickle's own error for an object it cannot write
+        codec.dumps(obj)  # raises UnpicklableContents (or MainModuleContents) with pickle's error as cause
+        raise UnpicklableContents(f"cannot pickle {type(obj).__name__}: {type(exc).__name__}: {exc}") from exc
     stream = b"".join(sink.parts)
+    codec.check_sendable(obj, stream)
     if not buffers:
         return [stream], len(stream)
     pieces: List[Any] = []
@@ -130,7 +158,8 @@ def pickle_pieces(obj: Any, threshold: int = LARGE_BUFFER) -> Tuple[List[Any], i
     start = 0  # start of the opcode bytes not yet emitted
     index = 0
     drop_persid = False
-    for opcode, arg, pos in pickletools.genops(stream):
+    for opcode, _arg, pos in pickletools.genops(stream):
+        assert pos is not None  # genops over bytes always knows the position
         name = opcode.name
         if name == "FRAME":
             if pos > start:
@@ -159,7 +188,7 @@ def pickle_pieces(obj: Any, threshold: int = LARGE_BUFFER) -> Tuple[List[Any], i
                 start = len(stream)
                 break
     if index != len(buffers):  # pragma: no cover - pickle wrote buffers it did not announce
-        data = pickle.dumps(obj, 5)
+        data = _dumps5(obj)
         return [data], len(data)
     for piece in pieces:
         total += len(piece) if isinstance(piece, bytes) else piece.nbytes

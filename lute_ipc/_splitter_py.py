@@ -20,9 +20,9 @@ Bytes are classified left to right, in *text state*:
    once: a :class:`~lute_ipc.stream_items.Pickled` item, or a ``StreamError`` carrying a
    :class:`~lute_ipc.errors.PayloadError` when ``loads`` refuses it.
 3. A candidate that breaks the pickle grammar (unknown opcode, stack underflow, bad
-   ``STOP``) is not a pickle: its first byte (``0x80``) goes back to the text path and the
-   scan resumes right after it. Such a lone ``0x80`` is not UTF-8, so it is delivered as
-   undecodable bytes, never as a pickle error.
+   ``STOP``, a ``STOP`` before the end of a ``FRAME``) is not a pickle: its first byte
+   (``0x80``) goes back to the text path and the scan resumes right after it. Such a lone
+   ``0x80`` is not UTF-8, so it is delivered as undecodable bytes, never as a pickle error.
 4. Anything else is text: valid UTF-8 becomes :class:`~lute_ipc.stream_items.Text`;
    bytes that are not UTF-8 become ``StreamError`` items carrying
    :class:`~lute_ipc.errors.UndecodableBytes` and the raw bytes (``item.text`` shows them
@@ -43,11 +43,17 @@ A pickle may be at most ``max_pickle_size`` bytes long, so at most that much is 
 buffered. As soon as an opcode is known to end past that bound (an announced argument
 length tells it at once), a ``StreamError`` carrying :class:`~lute_ipc.errors.PickleTooLarge`
 and the pickle's bytes *before that opcode* is delivered (the same bytes whatever the
-chunking), and the rest of the pickle is *skipped*: its opcodes are still walked (without
-buffering their arguments; a protocol-0 line may not exceed ``max_pickle_size`` either) up
-to its ``STOP``, the skipped bytes are counted in ``skipped_bytes``, and text resumes after
-it (or at the first opcode that breaks the grammar). Nothing else is ever
-dropped. :meth:`~MixedStreamSplitter.flush` (end of stream) delivers an incomplete pickle
+chunking).
+
+Resynchronisation
+-----------------
+After any error item the splitter goes on in text state at the first byte it has not
+delivered: after a too-large pickle, at the opcode that crossed the bound (an announced
+length may lie: 11 bytes can announce a terabyte); after a candidate that breaks the
+grammar, right after its ``0x80``; after an undecodable pickle, right after its ``STOP``.
+So every pickle written after bad bytes, and every text byte that is not part of a
+candidate, is delivered, in order; nothing is ever dropped (``skipped_bytes`` stays 0, kept
+for compatibility). :meth:`~MixedStreamSplitter.flush` (end of stream) delivers an incomplete pickle
 as ``IncompletePickle`` with its bytes: at the end of the stream a started candidate cannot
 be told from a pickle cut short by a crash. Work is linear in
 the bytes fed for any stream a Task writes; a hostile stream packing many overlapping
@@ -77,85 +83,28 @@ Loads = Callable[[Buffer], Any]
 ErrorCallback = Callable[[ProtocolError], None]
 
 # --------------------------------------------------------------------------- pickle grammar
-# Argument kinds of an opcode.
-A_BAD = 0      # not an opcode
-A_FIXED = 1    # ARG_SIZE bytes of argument
-A_LEN = 2      # ARG_SIZE-byte little-endian unsigned length, then that many bytes
-A_SLEN = 3     # 4-byte little-endian signed length (negative: invalid), then the bytes
-A_LINES = 4    # ARG_SIZE newline-terminated lines
-A_PROTO = 5    # 1 byte: a protocol number <= 5
-# Stack effects of an opcode.
-S_PLAIN = 0    # needs POPS items above the top mark, replaces them by PUSHES items
-S_MARK = 1     # pushes a mark
-S_POPMARK = 2  # needs POPS items above the mark; drops to the mark; needs BELOW items under it; pushes PUSHES
-S_POP = 3      # POP: drops an item, or the mark when no item is above it
-S_STOP = 4     # STOP: valid with exactly one item and no open mark
-
-HIGHEST_PROTOCOL = 5
-MAX_ARGUMENT_LENGTH = 2 ** 62
-"""A longer opcode argument breaks the grammar (no pickle is that long)."""
-MIN_CANDIDATE_PROTOCOL = 2
-
-
-def _opcode_table() -> Tuple[Tuple[int, ...], Tuple[int, ...], Tuple[int, ...], Tuple[int, ...], Tuple[int, ...],
-                             Tuple[int, ...]]:
-    """The pickle grammar as six 256-entry tables (shared by both twins).
-
-    Returns ``(arg_kind, arg_size, effect, pops, pushes, below)`` indexed by opcode byte.
-    """
-    arg_kind = [A_BAD] * 256
-    arg_size = [0] * 256
-    effect = [S_PLAIN] * 256
-    pops = [0] * 256
-    pushes = [0] * 256
-    below = [0] * 256
-
-    def op(code: Union[str, bytes], kind: int, size: int, eff: int, npop: int = 0, npush: int = 0,
-           nbelow: int = 0) -> None:
-        byte = code[0] if isinstance(code, bytes) else ord(code)
-        arg_kind[byte], arg_size[byte], effect[byte] = kind, size, eff
-        pops[byte], pushes[byte], below[byte] = npop, npush, nbelow
-
-    push = dict(eff=S_PLAIN, npop=0, npush=1)
-    for code in "N}])\x88\x89\x8f\x97":          # NONE EMPTY_DICT/LIST/TUPLE NEWTRUE NEWFALSE EMPTY_SET NEXT_BUFFER
-        op(code, A_FIXED, 0, **push)
-    for code, size in (("K", 1), ("M", 2), ("J", 4), ("G", 8), ("h", 1), ("j", 4),
-                       ("\x82", 1), ("\x83", 2), ("\x84", 4)):  # ints, BINFLOAT, BINGET, EXT1/2/4
-        op(code, A_FIXED, size, **push)
-    for code, size in (("U", 1), ("C", 1), ("\x8c", 1), ("\x8a", 1), ("X", 4), ("B", 4),
-                       ("\x8d", 8), ("\x8e", 8), ("\x96", 8)):  # length-prefixed str/bytes/long/bytearray
-        op(code, A_LEN, size, **push)
-    for code in ("T", "\x8b"):                    # BINSTRING, LONG4: signed 4-byte length
-        op(code, A_SLEN, 4, **push)
-    for code in "FILPSVg":                        # protocol-0 one-line arguments
-        op(code, A_LINES, 1, **push)
-    op("c", A_LINES, 2, S_PLAIN, 0, 1)            # GLOBAL module\nname\n
-    op("i", A_LINES, 2, S_POPMARK, 0, 1)          # INST module\nname\n, pops to mark
-    op("p", A_LINES, 1, S_PLAIN, 1, 1)            # PUT
-    for code, size in (("q", 1), ("r", 4)):       # BINPUT, LONG_BINPUT
-        op(code, A_FIXED, size, S_PLAIN, 1, 1)
-    for code in "\x94\x98":                        # MEMOIZE, READONLY_BUFFER
-        op(code, A_FIXED, 0, S_PLAIN, 1, 1)
-    op("\x95", A_FIXED, 8, S_PLAIN, 0, 0)         # FRAME: the frame's contents are opcodes
-    op("\x80", A_PROTO, 1, S_PLAIN, 0, 0)         # PROTO
-    op("2", A_FIXED, 0, S_PLAIN, 1, 2)            # DUP
-    for code, npop in (("Q", 1), ("\x85", 1), ("R", 2), ("a", 2), ("b", 2), ("\x81", 2), ("\x86", 2),
-                       ("\x93", 2), ("s", 3), ("\x87", 3), ("\x92", 3)):
-        op(code, A_FIXED, 0, S_PLAIN, npop, 1)    # BINPERSID TUPLE1 REDUCE APPEND BUILD NEWOBJ ...
-    op("s", A_FIXED, 0, S_PLAIN, 3, 1)            # SETITEM: dict key value -> dict
-    op("(", A_FIXED, 0, S_MARK)
-    op("1", A_FIXED, 0, S_POPMARK, 0, 0)          # POP_MARK
-    for code in "dlt\x91":                         # DICT LIST TUPLE FROZENSET
-        op(code, A_FIXED, 0, S_POPMARK, 0, 1)
-    op("o", A_FIXED, 0, S_POPMARK, 1, 1)          # OBJ: class and args above the mark
-    for code in "eu\x90":                          # APPENDS SETITEMS ADDITEMS: container under the mark
-        op(code, A_FIXED, 0, S_POPMARK, 0, 0, 1)
-    op("0", A_FIXED, 0, S_POP)
-    op(".", A_FIXED, 0, S_STOP)
-    return (tuple(arg_kind), tuple(arg_size), tuple(effect), tuple(pops), tuple(pushes), tuple(below))
-
-
-ARG_KIND, ARG_SIZE, EFFECT, POPS, PUSHES, BELOW = _opcode_table()
+# The grammar tables and protocol bounds are pickle-layout facts (lute_ipc.pickle_layout);
+# they are re-exported here under the names both twins have always used.
+from .pickle_layout import (  # noqa: E402
+    A_FIXED,
+    A_LEN,
+    A_LINES,
+    A_PROTO,
+    A_SLEN,
+    ARG_KIND,
+    ARG_SIZE,
+    BELOW,
+    EFFECT,
+    FRAME,
+    HIGHEST_PROTOCOL,
+    MAX_ARGUMENT_LENGTH,
+    POPS,
+    PUSHES,
+    S_MARK,
+    S_PLAIN,
+    S_POP,
+    S_POPMARK,
+)
 
 # Results of one walk step.
 WALK_MORE = 0      # needs more bytes
@@ -349,7 +298,7 @@ def _payload_error(offset: int, data: bytes, exc: BaseException) -> StreamError:
 
 def _too_large(offset: int, data: bytes, limit: int) -> StreamError:
     error = PickleTooLarge(f"pickle at stream offset {offset} exceeds max_pickle_size={limit} bytes "
-                           f"(its first {len(data)} bytes are delivered, the rest is skipped)",
+                           f"(its first {len(data)} bytes are delivered; the rest is read as text)",
                            offset=offset)
     return StreamError(error, data)
 
@@ -374,7 +323,7 @@ class MixedStreamSplitter:
         objects: number of ``Pickled`` items delivered.
         errors: number of ``StreamError`` items delivered.
         undecodable_bytes: number of bytes delivered as undecodable (chunking-independent).
-        skipped_bytes: number of bytes of too-large pickles skipped after their error item.
+        skipped_bytes: always 0 (nothing is skipped: see *Resynchronisation*); kept for compatibility.
     """
 
     def __init__(
@@ -408,8 +357,7 @@ class MixedStreamSplitter:
         self._nl_op = -1             # opcode whose newline search is under way
         self._nl_from = 0
         self._nl_found = 0
-        self._skipping = False       # walking the rest of a too-large pickle without buffering it
-        self._skip_from = 0          # stream offset where skipping started
+        self._frame_end = 0          # stream offset where the candidate's furthest FRAME ends
 
     # ------------------------------------------------------------------ public
     @property
@@ -436,9 +384,7 @@ class MixedStreamSplitter:
         out: List[Item] = []
         self._process(out)
         end = len(self._buf)
-        if self._skipping:
-            self.skipped_bytes += self._base + end - self._skip_from
-        elif self._cand >= 0:
+        if self._cand >= 0:
             self._error(_incomplete(self._base + self._cand, bytes(self._buf[self._cand:end])), out)
         else:
             self._emit_text(self._pos, end, out)
@@ -470,13 +416,6 @@ class MixedStreamSplitter:
                 status = self._walk(end)
                 if status == WALK_MORE:
                     return  # at most max_pickle_size bytes are held (see _walk)
-                if self._skipping:
-                    # The skipped pickle ended (or broke the grammar): text resumes at _wpos.
-                    self.skipped_bytes += self._base + self._wpos - self._skip_from
-                    self._pos = self._search = self._wpos
-                    self._skipping = False
-                    self._cand = -1
-                    continue
                 if status == WALK_STOP:
                     self._deliver(self._cand, self._wpos, out)
                     self._pos = self._search = self._wpos
@@ -485,12 +424,12 @@ class MixedStreamSplitter:
                     self._pos = self._cand
                     self._search = self._cand + 1
                 else:
-                    # Deliver what fits (up to the opcode that crosses the limit); skip the rest.
-                    self._error(_too_large(self._base + self._cand, bytes(buf[self._cand:self._wpos]),
+                    # Deliver what fits (up to the opcode that crosses the limit, at least the
+                    # candidate's first byte); text resumes right after it.
+                    resume = max(self._wpos, self._cand + 1)
+                    self._error(_too_large(self._base + self._cand, bytes(buf[self._cand:resume]),
                                            self.max_pickle_size), out)
-                    self._skipping = True
-                    self._skip_from = self._base + self._wpos
-                    continue
+                    self._pos = self._search = resume
                 self._cand = -1
                 continue
             candidate = self._find_candidate(end)
@@ -532,6 +471,7 @@ class MixedStreamSplitter:
         self._depth = 0
         self._marks = []
         self._nl_op = -1
+        self._frame_end = 0
 
     def _deliver(self, start: int, stop: int, out: List[Item]) -> None:
         data = bytes(self._buf[start:stop])
@@ -552,7 +492,6 @@ class MixedStreamSplitter:
         pos = self._wpos
         depth = self._depth
         marks = self._marks
-        skipping = self._skipping
         # An opcode ending past ``limit`` makes the pickle too large: where that happens
         # depends on the stream only, never on how it was cut into reads.
         limit = self._cand + self.max_pickle_size
@@ -562,14 +501,25 @@ class MixedStreamSplitter:
             kind = ARG_KIND[op]
             if kind == A_FIXED:
                 nxt = pos + 1 + ARG_SIZE[op]
-                if nxt > limit and not skipping:
+                if nxt > limit:
                     status = WALK_TOO_LARGE
                     break
                 if nxt > end:
                     break
-            elif kind == A_LEN or kind == A_SLEN:
+                if op == FRAME:
+                    # The frame's bytes are part of the pickle: its announced length must fit
+                    # in the bound, and the pickle must not stop before the frame ends.
+                    length = int.from_bytes(buf[pos + 1:nxt], "little")
+                    if nxt + length > limit:
+                        status = WALK_TOO_LARGE
+                        break
+                    if length > MAX_ARGUMENT_LENGTH:
+                        status = WALK_INVALID
+                        break
+                    self._frame_end = max(self._frame_end, self._base + nxt + length)
+            elif kind in (A_LEN, A_SLEN):
                 header = pos + 1 + ARG_SIZE[op]
-                if header > limit and not skipping:
+                if header > limit:
                     status = WALK_TOO_LARGE
                     break
                 if header > end:
@@ -579,17 +529,17 @@ class MixedStreamSplitter:
                     status = WALK_INVALID
                     break
                 nxt = header + length
-                if nxt > limit and not skipping:
+                if nxt > limit:
                     status = WALK_TOO_LARGE
                     break
                 if length > MAX_ARGUMENT_LENGTH:
                     status = WALK_INVALID
                     break
-                if nxt > end and not skipping:
+                if nxt > end:
                     break
             elif kind == A_LINES:
-                # The line(s) must end by ``bound``; while skipping, within max_pickle_size.
-                bound = pos + self.max_pickle_size if skipping else limit
+                # The line(s) must end by ``limit``.
+                bound = limit
                 stop = min(end, bound)
                 if self._nl_op == pos:
                     search, found = self._nl_from, self._nl_found
@@ -603,13 +553,13 @@ class MixedStreamSplitter:
                     search = newline + 1
                 if found < ARG_SIZE[op]:
                     if end >= bound:
-                        status = WALK_INVALID if skipping else WALK_TOO_LARGE
+                        status = WALK_TOO_LARGE
                         break
                     self._nl_op, self._nl_from, self._nl_found = pos, end, found
                     break
                 nxt = search
             elif kind == A_PROTO:
-                if pos + 2 > limit and not skipping:
+                if pos + 2 > limit:
                     status = WALK_TOO_LARGE
                     break
                 if pos + 2 > end:
@@ -649,7 +599,7 @@ class MixedStreamSplitter:
                     status = WALK_INVALID
                     break
             else:  # STOP
-                if depth != 1 or marks:
+                if depth != 1 or marks or self._base + nxt < self._frame_end:
                     status = WALK_INVALID
                     break
                 pos = nxt
@@ -662,8 +612,6 @@ class MixedStreamSplitter:
 
     def _keep_from(self) -> int:
         """Index of the first byte still needed (look-behind excluded)."""
-        if self._skipping:
-            return min(self._wpos, len(self._buf))
         return self._cand if self._cand >= 0 else self._pos
 
     def _compact(self) -> None:
@@ -675,7 +623,7 @@ class MixedStreamSplitter:
         self._pos -= drop
         self._search -= drop
         if self._cand >= 0:
-            self._cand = max(self._cand - drop, 0)  # while skipping only its sign matters
+            self._cand -= drop
             self._wpos -= drop
             if self._nl_op >= 0:
                 self._nl_op -= drop

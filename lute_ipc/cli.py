@@ -26,7 +26,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 __all__ = ["main", "Command", "COMMANDS"]
 
@@ -49,10 +49,10 @@ class _ParserExit(Exception):
 class _Parser(argparse.ArgumentParser):
     """argparse that reports errors in one line and never calls ``sys.exit``."""
 
-    def error(self, message: str) -> "None":  # type: ignore[override]
+    def error(self, message: str) -> None:  # type: ignore[override]
         raise _UsageFailure(f"{self.prog}: error: {message} (see '{self.prog} --help')")
 
-    def exit(self, status: int = 0, message: Optional[str] = None) -> "None":  # type: ignore[override]
+    def exit(self, status: int = 0, message: Optional[str] = None) -> None:  # type: ignore[override]
         if message:
             sys.stderr.write(message)
         raise _ParserExit(status)
@@ -75,14 +75,15 @@ def _configure_info(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from . import __version__, env
-    from . import framing
+    from . import __version__, env, framing
 
     out = sys.stdout
     ok = True
     out.write(f"lute_ipc {__version__} ({os.path.dirname(os.path.abspath(__file__))})\n")
     out.write(f"python {sys.version.split()[0]} ({sys.executable})\n")
     out.write(f"implementation: {framing.IMPLEMENTATION} ({framing.IMPLEMENTATION_REASON})\n")
+    for line in _pure_core_explanation(framing.IMPLEMENTATION, framing.IMPLEMENTATION_REASON):
+        out.write(f"  {line}\n")
     try:
         import zmq
 
@@ -92,7 +93,7 @@ def _run_info(args: argparse.Namespace) -> int:
         out.write("pyzmq: not installed (raw sockets only)\n")
         have_zmq = False
 
-    rows: List[tuple] = []
+    rows: List[Tuple[str, str, str]] = []
     use_zmq_env = os.environ.get(env.USE_ZMQ)
     use_zmq = env.default_use_zmq()
     why = f"LUTE_USE_ZMQ={use_zmq_env!r}" if use_zmq_env is not None else \
@@ -125,12 +126,39 @@ def _run_info(args: argparse.Namespace) -> int:
     except Exception as exc:
         ok = False
         rows.append(("LUTE_SSH_OPTIONS", "INVALID", str(exc)))
-    rows.append(("max frame size", f"{framing.DEFAULT_MAX_FRAME_SIZE // (1024 * 1024)} MiB", "default"))
+    try:
+        from .transport.limits import frame_limit
+
+        limit = frame_limit(None)
+        source = env.MAX_FRAME_SIZE if env.max_frame_size() is not None else "default"
+        rows.append(("max frame size", f"{limit} bytes ({limit / (1024 * 1024):g} MiB)", source))
+    except Exception as exc:
+        ok = False
+        rows.append((env.MAX_FRAME_SIZE, "INVALID", str(exc)))
     out.write("transport defaults (from the environment, as SocketCommunicator resolves them):\n")
     width = max(len(row[0]) for row in rows)
     for name, value, note in rows:
         out.write(f"  {name:<{width}}  {value}" + (f"  ({note})" if note else "") + "\n")
     return EXIT_OK if ok else EXIT_FAILURE
+
+
+def _pure_core_explanation(implementation: str, reason: str) -> List[str]:
+    """Why the pure-Python core runs and what to do about it (nothing when the Cython core runs)."""
+    if implementation != "python":
+        return []
+    if os.environ.get("LUTE_IPC_PURE_PYTHON", "") not in ("", "0"):
+        return ["chosen with LUTE_IPC_PURE_PYTHON (unset it to use the Cython extension, if it is built)"]
+    package = os.path.dirname(os.path.abspath(__file__))
+    built = sorted(name for name in os.listdir(package) if name.startswith("_framing_c."))
+    lines = [f"not chosen: the Cython extension lute_ipc._framing_c did not load ({reason})"]
+    if built:
+        lines.append(f"  found {', '.join(built)} in {package}, but it could not be imported "
+                     f"(built for another Python?)")
+    else:
+        lines.append(f"  no compiled _framing_c module in {package}: this install was built without it")
+    lines.append("  fix: reinstall with a C compiler and the Python headers, or set LUTE_IPC_PURE_PYTHON=1 "
+                 "to choose the pure core (and silence the import warning)")
+    return lines
 
 
 # ---------------------------------------------------------------------- demo
@@ -157,8 +185,9 @@ def _positive_float(text: str) -> float:
 def _configure_demo(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Run an Executor and a real Task subprocess (python -m lute_ipc._demo_task) end to "
                           "end: signals and print() output over the pipes; data, text reports and results "
-                          "(lute_ipc.task.report) and log lines (SocketLogHandler) over persistent socket "
-                          "connections. Exits 0 when every message arrived, in order.")
+                          "(lute_ipc.task.report) and log lines (SocketLogHandler) over the Task's one "
+                          "persistent socket connection. Exits 0 when every message arrived, in order (the "
+                          "log line the Task flushes before its result included).")
     parser.add_argument("--messages", type=_positive_int, default=20_000, metavar="N",
                         help="data messages the Task sends (default: 20000)")
     parser.add_argument("--tcp", action="store_true",
@@ -215,9 +244,55 @@ class _Console:
         self.stream.flush()
 
 
+class DemoChecks:
+    """What the demo's Executor checks, as plain code: feed it the events in arrival order,
+    then :meth:`problems` lists what went wrong (empty: every message arrived, in order)."""
+
+    def __init__(self, total: int, done_line: str) -> None:
+        self.total = total
+        self.done_line = done_line
+        self.data = 0
+        self.in_order = True
+        self.done_seen = False
+        self.result_before_done = False
+
+    def data_message(self, index: int) -> None:
+        """A data message ``{"i": index, ...}`` arrived."""
+        if index != self.data:
+            self.in_order = False
+        self.data += 1
+
+    def log_line(self, text: object) -> None:
+        if isinstance(text, str) and text.endswith(self.done_line):
+            self.done_seen = True
+
+    def result(self) -> None:
+        """A TASK_RESULT arrived: the Task flushed its "done" log line before reporting it."""
+        if not self.done_seen:
+            self.result_before_done = True
+
+    def problems(self, outcome: object, returncode: Optional[int], results: List[Any],
+                 expected_result: Any) -> List[str]:
+        """For a run that should succeed: what went wrong (empty when nothing did)."""
+        from .executor import Outcome
+
+        if outcome is not Outcome.DONE:
+            return [f"the Task ended {outcome} (exit code {returncode})"]
+        if self.data != self.total:
+            return [f"{self.data} of {self.total} data messages arrived"]
+        found = []
+        if not self.in_order:
+            found.append("data messages arrived out of order")
+        if self.result_before_done:
+            found.append(f"the result arrived before the log line {self.done_line!r} the Task flushed before it")
+        if results != [expected_result]:
+            found.append(f"result {results!r} != {[expected_result]!r}")
+        return found
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from . import framing
-    from ._demo_task import checksum
+    from ._demo_task import DONE_LINE, checksum
     from .executor import Outcome, TaskRunner
     from .message import Message
     from .sockets import USE_ZMQ
@@ -242,22 +317,24 @@ def _run_demo(args: argparse.Namespace) -> int:
                  f"socket: {transport}")
     console.line(f"Task: python -m lute_ipc._demo_task --messages {total}" + (" --fail" if args.fail else ""))
 
-    state: Dict[str, Any] = {"data": 0, "in_order": True, "first": None, "last": None}
+    state: Dict[str, Any] = {"data": 0, "first": None, "last": None}
+    checks = DemoChecks(total, DONE_LINE)
 
     def show_signal(msg: Message) -> None:
         console.line(f"[signal] {msg.signal}")
 
     def show_log(msg: Message) -> None:
+        checks.log_line(msg.contents)
         console.line(f"[log]    {msg.contents}")
 
     def show_result(msg: Message) -> None:
+        checks.result()
         console.line(f"[result] {msg.contents!r}")
 
     def other(msg: Message) -> None:
         contents = msg.contents
         if isinstance(contents, dict) and "i" in contents:
-            if contents["i"] != state["data"]:
-                state["in_order"] = False
+            checks.data_message(contents["i"])
             now = time.monotonic()
             if state["first"] is None:
                 state["first"] = now
@@ -287,22 +364,15 @@ def _run_demo(args: argparse.Namespace) -> int:
     console.line(f"summary: {result.outcome}, exit code {result.returncode}, {result.messages} messages "
                  f"({result.pipe_messages} pipe, {result.socket_messages} socket), {result.protocol_errors} "
                  f"protocol errors, {result.duration:.2f} s with the Task's start-up")
-    problems = []
+    problems: List[str] = []
     if args.fail:
         if result.outcome is not Outcome.FAILED:
             problems.append(f"expected a failed Task, got {result.outcome}")
         else:
             problems.append("the Task failed, as asked with --fail (TASK_FAILED and exit code 1 were reported)")
     else:
-        if result.outcome is not Outcome.DONE:
-            problems.append(f"the Task ended {result.outcome} (exit code {result.returncode})")
-        elif state["data"] != total:
-            problems.append(f"{state['data']} of {total} data messages arrived")
-        if not problems and not state["in_order"]:
-            problems.append("data messages arrived out of order")
-        expected = {"messages": total, "checksum": checksum(total)}
-        if not problems and result.results != [expected]:
-            problems.append(f"result {result.results!r} != {[expected]!r}")
+        problems = checks.problems(result.outcome, result.returncode, result.results,
+                                   {"messages": total, "checksum": checksum(total)})
     if problems:
         sys.stderr.write(f"{args.prog} demo: error: " + "; ".join(problems) + "\n")
         return EXIT_FAILURE
@@ -327,7 +397,34 @@ def _configure_bench(parser: argparse.ArgumentParser) -> None:
 def _run_bench(args: argparse.Namespace) -> int:
     from .bench.main import run
 
-    return run(args)
+    plot = getattr(args, "plot", None)
+    before = _mtime_ns(plot) if plot else None
+    status = run(args)
+    if plot and (_mtime_ns(plot) is None or _mtime_ns(plot) == before):
+        # Asked for a plot and did not get one (e.g. matplotlib missing): not a success.
+        sys.stderr.write(f"{args.prog} bench: error: --plot {plot} was not written (see 'plot skipped' above)\n")
+        return max(status, EXIT_FAILURE)
+    return status
+
+
+def _mtime_ns(path: str) -> Optional[int]:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------------- lute-shim
+def _configure_lute_shim(parser: argparse.ArgumentParser) -> None:
+    from .lute_shim import configure_command
+
+    configure_command(parser)
+
+
+def _run_lute_shim(args: argparse.Namespace) -> int:
+    from .lute_shim import run_command
+
+    return run_command(args)
 
 
 # ---------------------------------------------------------------------- registry and main
@@ -336,6 +433,8 @@ COMMANDS: List[Command] = [
     Command("info", "show version, implementation, pyzmq and transport defaults", _configure_info, _run_info),
     Command("bench", "compare lute_ipc's speed with the alternatives (tables, JSON, plot)", _configure_bench,
             _run_bench),
+    Command("lute-shim", "make an installed LUTE use lute_ipc: install | remove | status", _configure_lute_shim,
+            _run_lute_shim),
 ]
 """The subcommands, in ``--help`` order. Add one by appending a :class:`Command`."""
 

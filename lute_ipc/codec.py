@@ -1,12 +1,14 @@
 """Turning objects into payload bytes and back.
 
-* :func:`dumps` / :func:`loads`: pickle, as LUTE does. ``loads`` maps the class paths of
+* :func:`dumps`: pickle, as LUTE does, with a clear :class:`~lute_ipc.errors.UnpicklableContents`
+  (or :class:`~lute_ipc.errors.MainModuleContents` for a class of the sender's ``__main__``,
+  which the receiver cannot import) instead of pickle's own error.
+* :func:`loads`: the one decoding path of every trusting reader (frame decoder and pipe
+  splitter, both twins, any payload size). It maps the class paths of
   ``lute.execution.ipc`` (``Message``, ``TaskRequest``...) to the classes of
-  :mod:`lute_ipc.message`, always, whether or not LUTE is installed, so a consumer sees
-  one set of types. Payloads that do not mention LUTE's module take the plain
-  ``pickle.loads`` fast path.
-* :class:`RestrictedUnpickler` / :func:`restricted_loads` / :func:`make_restricted_loads`:
-  an allow-list unpickler for data from peers that are not trusted.
+  :mod:`lute_ipc.message`, always, whether or not LUTE is installed.
+* :func:`restricted_loads` / :func:`make_restricted_loads`: the decoder for data from peers
+  that are not trusted (see :mod:`lute_ipc._restricted` and ``docs/SECURITY.md``).
 * :func:`frame_tag`, :func:`generate_key`, :func:`parse_key`: the HMAC-SHA256 pieces of
   authenticated frames.
 
@@ -15,27 +17,30 @@ Pure functions only: no I/O, no logging, no global state changed after import.
 
 from __future__ import annotations
 
-import _compat_pickle
 import functools
 import hashlib
-import hmac
 import io
 import pickle
-import re
 import secrets
-from typing import Any, Callable, FrozenSet, Iterable, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, Tuple, Union
 
 from . import message as _message
-from .errors import ConfigurationError, ForbiddenClass
+from .errors import ConfigurationError, MainModuleContents, UnpicklableContents
+from .pickle_layout import LEGACY_MODULE, MIRRORED_NAMES, PICKLE_PROTOCOL
 
 __all__ = [
     "PICKLE_PROTOCOL",
     "LEGACY_MODULE",
+    "MIRRORED_NAMES",
     "dumps",
     "dumps_lute_names",
+    "check_sendable",
     "loads",
+    "load_file",
     "compat_loads",
     "CompatUnpickler",
+    "Budget",
+    "DEFAULT_BUDGET",
     "RestrictedUnpickler",
     "restricted_loads",
     "make_restricted_loads",
@@ -49,46 +54,84 @@ __all__ = [
     "parse_key",
 ]
 
+if TYPE_CHECKING:  # the restricted unpickler is imported on first use (Tasks never need it)
+    from ._restricted import DEFAULT_ALLOWED_GLOBALS, DEFAULT_BUDGET, Budget, RestrictedUnpickler
+
 Buffer = Union[bytes, bytearray, memoryview]
 
-PICKLE_PROTOCOL: int = pickle.DEFAULT_PROTOCOL
-"""Protocol used by :func:`dumps`: the interpreter's default, as LUTE uses."""
+if TYPE_CHECKING:
+    class _PyPickler(pickle._Pickler):
+        """pickle's pure-Python pickler with the undocumented members typeshed leaves out."""
 
-LEGACY_MODULE: str = "lute.execution.ipc"
-"""LUTE's module; its mirrored classes are decoded as lute_ipc's own."""
-_LEGACY_MARK: bytes = LEGACY_MODULE.encode()
-_LEGACY_RE = re.compile(re.escape(_LEGACY_MARK))
+        proto: int
 
-MIRRORED_NAMES: FrozenSet[str] = frozenset(
-    {
-        "Party",
-        "Message",
-        "TaskRequest",
-        "TaskResponse",
-        "TaskRequestMessage",
-        "TaskResponseMessage",
-        "TaskMetadataMessage",
-    }
-)
-"""Names of ``lute.execution.ipc`` that lute_ipc mirrors in :mod:`lute_ipc.message`."""
+        def save(self, obj: Any, save_persistent_id: bool = True) -> None: ...
+        def write(self, data: bytes) -> Any: ...
+        def memoize(self, obj: Any) -> None: ...
+        def save_global(self, obj: Any, name: Optional[str] = None) -> None: ...
+
+    def _whichmodule(obj: Any, name: Any) -> str: ...
+else:
+    _PyPickler = pickle._Pickler
+    _whichmodule = pickle.whichmodule
 
 _pickle_dumps = pickle.dumps
-_pickle_loads = pickle.loads
+_MAIN_MARK = b"__main__"
+# What pickle raises for an object it cannot pickle (AttributeError: local objects).
+_PICKLING_ERRORS = (pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError)
+
+
+# --------------------------------------------------------------------------- encoding
+class _MainModuleFinder(_PyPickler):
+    """Pure-Python pickler that names the first global of ``__main__`` it would write."""
+
+    def save_global(self, obj: Any, name: Optional[str] = None) -> None:
+        module = getattr(obj, "__module__", None)
+        if module is None:
+            module = _whichmodule(obj, name or getattr(obj, "__qualname__", ""))
+        if module == "__main__":
+            raise MainModuleContents(
+                f"cannot send {getattr(obj, '__qualname__', obj)!r}: it is defined in the sender's __main__ "
+                "module, which the receiving process cannot import; define it in an importable module")
+        super().save_global(obj, name)
+
+
+def _unpicklable(obj: Any, exc: BaseException) -> UnpicklableContents:
+    what = type(obj).__name__
+    contents = getattr(obj, "contents", None) if type(obj).__module__ == _message.__name__ else None
+    if contents is not None:
+        what = f"{what} with contents of type {type(contents).__name__}"
+    return UnpicklableContents(f"cannot pickle {what}: {type(exc).__name__}: {exc}")
+
+
+def check_sendable(obj: Any, data: Any) -> None:
+    """Raise :class:`MainModuleContents` if the pickle ``data`` of ``obj`` needs the sender's
+    ``__main__`` (checked only when the name occurs in the bytes: a cheap scan)."""
+    if _MAIN_MARK in data:
+        try:
+            _MainModuleFinder(io.BytesIO(), PICKLE_PROTOCOL).dump(obj)
+        except MainModuleContents:
+            raise
+        except _PICKLING_ERRORS:  # pragma: no cover - pickle accepted it a moment ago
+            pass
 
 
 def dumps(obj: Any) -> bytes:
-    """Pickle ``obj`` the way every lute_ipc writer does."""
-    return _pickle_dumps(obj, PICKLE_PROTOCOL)
+    """Pickle ``obj`` the way every lute_ipc writer does.
+
+    Raises:
+        UnpicklableContents: pickle cannot write ``obj`` (pickle's error is the ``__cause__``).
+        MainModuleContents: ``obj`` needs a class or function of the sender's ``__main__``.
+    """
+    try:
+        data = _pickle_dumps(obj, PICKLE_PROTOCOL)
+    except _PICKLING_ERRORS as exc:
+        raise _unpicklable(obj, exc) from exc
+    check_sendable(obj, data)
+    return data
 
 
-def _python3_name(module: str, name: str) -> Tuple[str, str]:
-    """Map a Python 2 global name (protocol < 3 pickles) to its Python 3 name, as pickle does."""
-    if (module, name) in _compat_pickle.NAME_MAPPING:
-        return _compat_pickle.NAME_MAPPING[(module, name)]
-    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
-
-
-class _LuteNamesPickler(pickle._Pickler):  # type: ignore[name-defined,misc]
+class _LuteNamesPickler(_PyPickler):
     """Pure-Python pickler that names lute_ipc's mirrored classes by LUTE's class paths.
 
     Only ``save_global`` is changed, for exactly the classes of :data:`MIRRORED_NAMES`;
@@ -118,10 +161,16 @@ def dumps_lute_names(obj: Any) -> bytes:
     names back. Slower than :func:`dumps` (pure-Python pickler): for low-rate traffic.
     """
     buffer = io.BytesIO()
-    _LuteNamesPickler(buffer, PICKLE_PROTOCOL).dump(obj)
-    return buffer.getvalue()
+    try:
+        _LuteNamesPickler(buffer, PICKLE_PROTOCOL).dump(obj)
+    except _PICKLING_ERRORS as exc:
+        raise _unpicklable(obj, exc) from exc
+    data = buffer.getvalue()
+    check_sendable(obj, data)
+    return data
 
 
+# --------------------------------------------------------------------------- trusting decoding
 def _mirrored_class(module: str, name: str) -> Optional[Any]:
     if module == LEGACY_MODULE and name in MIRRORED_NAMES:
         return getattr(_message, name)
@@ -171,127 +220,88 @@ class _ViewReader:
         return bytes(view[start:self._pos])
 
 
-def compat_loads(data: Buffer) -> Any:
-    """Unpickle ``data`` with :class:`CompatUnpickler` (no fast path)."""
-    return CompatUnpickler(io.BytesIO(data) if type(data) is bytes else _ViewReader(data)).load()
+def load_file(file: Any) -> Any:
+    """Unpickle from a binary file-like object: the mechanism behind :func:`loads`.
 
-
-SCAN_LIMIT: int = 8192
-"""Payloads up to this size are scanned for LUTE's module name (then plain ``pickle.loads``);
-larger ones go straight to :class:`CompatUnpickler`, whose mapping costs per global, not per
-byte (at 64 KiB a scan costs several times the unpickling)."""
+    Readers that hold a large pickle in pieces (the Cython pipe splitter) call this with a
+    reader over the pieces, so every payload goes through the same unpickler whatever its
+    size or shape in memory.
+    """
+    return CompatUnpickler(file).load()
 
 
 def loads(data: Buffer) -> Any:
-    """Unpickle a payload, decoding LUTE's classes as lute_ipc's (trusting: full pickle)."""
-    if len(data) > SCAN_LIMIT:
-        return compat_loads(data)
-    if _LEGACY_RE.search(data) is None:
-        return _pickle_loads(data)
-    return compat_loads(data)
+    """Unpickle a payload, decoding LUTE's classes as lute_ipc's (trusting: full pickle).
+
+    One path for every size: pickle's file-reading unpickler, which checks pickle's FRAME
+    lengths (``pickle.loads`` on bytes does not); ``bytes`` are read in place, other buffers
+    through zero-copy views.
+    """
+    # Any: _ViewReader.read hands out memoryviews, which the C unpickler takes but typeshed's
+    # _ReadableFileobj (read -> bytes) does not.
+    file: Any = io.BytesIO(data) if type(data) is bytes else _ViewReader(data)
+    return CompatUnpickler(file).load()
 
 
-# --------------------------------------------------------------------------- restricted
-def _numpy_globals() -> FrozenSet[Tuple[str, str]]:
-    names = set()
-    for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        names.update({(core, "_reconstruct"), (core, "scalar")})
-    for numeric in ("numpy.core.numeric", "numpy._core.numeric"):
-        names.add((numeric, "_frombuffer"))
-    names.update({("numpy", "ndarray"), ("numpy", "dtype")})
-    return frozenset(names)
+compat_loads = loads
+"""Former name of :func:`loads` (there is one trusting path)."""
 
 
-DEFAULT_ALLOWED_GLOBALS: FrozenSet[Tuple[str, str]] = frozenset(
-    {("builtins", n) for n in (
-        "bool", "int", "float", "complex", "str", "bytes", "bytearray", "list", "tuple",
-        "dict", "set", "frozenset", "range", "slice", "object",
-    )}
-    | {("copyreg", "_reconstructor"), ("_codecs", "encode")}
-    | {("collections", n) for n in ("OrderedDict", "deque", "defaultdict", "Counter")}
-    | {("datetime", n) for n in ("date", "time", "datetime", "timedelta", "timezone")}
-    | {("decimal", "Decimal"), ("fractions", "Fraction"), ("uuid", "UUID")}
-    | {("lute_ipc.message", n) for n in MIRRORED_NAMES}
-    | _numpy_globals()
-)
-"""Globals the restricted unpickler resolves: plain data types, Messages, numpy arrays.
-
-numpy entries only resolve when numpy is importable (otherwise the import fails as usual).
-"""
+# --------------------------------------------------------------------------- restricted decoding
+AllowedItem = Union[Tuple[str, str], type]
 
 
-def _no_size_argument(kind: type) -> Callable[..., Any]:
-    """``kind`` (bytes/bytearray) as a pickle callable that refuses ``kind(n)``: n zero bytes is a memory bomb."""
-
-    def construct(*args: Any) -> Any:
-        if args and isinstance(args[0], int):
-            raise pickle.UnpicklingError(f"restricted unpickler refuses {kind.__name__}(<int>)")
-        return kind(*args)
-
-    construct.__name__ = construct.__qualname__ = kind.__name__
-    return construct
+_LAZY = frozenset({"Budget", "DEFAULT_BUDGET", "RestrictedUnpickler", "DEFAULT_ALLOWED_GLOBALS"})
 
 
-_GUARDED_CALLABLES = {("builtins", "bytes"): _no_size_argument(bytes),
-                      ("builtins", "bytearray"): _no_size_argument(bytearray)}
+def __getattr__(name: str) -> Any:
+    """The restricted unpickler's names, imported on first use."""
+    if name in _LAZY:
+        from . import _restricted
+
+        return getattr(_restricted, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only allow-listed globals.
-
-    Anything else raises :class:`~lute_ipc.errors.ForbiddenClass` before it is imported,
-    so a hostile pickle cannot name ``os.system`` or any other callable.
+def make_restricted_loads(allowed: Iterable[AllowedItem] = (), *, module_prefixes: Optional[Sequence[str]] = None,
+                          budget: Optional[Budget] = None) -> Callable[[Buffer], Any]:
+    """Return a restricted ``loads`` for data from peers that are not trusted.
 
     Args:
-        file: a binary file-like object to read the pickle from.
-        allowed: extra ``(module, name)`` pairs (or classes) to allow on top of
-            :data:`DEFAULT_ALLOWED_GLOBALS`.
+        allowed: extra classes (or ``(module, name)`` pairs naming classes) whose instances may
+            be rebuilt (created without calling ``__init__``, then given their pickled state).
+        module_prefixes: classes defined in modules under these prefixes (``"lute"`` covers
+            ``lute`` and ``lute.*``) may be rebuilt likewise. ``None``: read
+            :func:`lute_ipc.env.allowed_module_prefixes` (``LUTE_IPC_ALLOW``) now.
+        budget: what one payload may cost (:class:`Budget`; default :data:`DEFAULT_BUDGET`).
+
+    The options are checked now, not at the first payload. See ``docs/SECURITY.md``.
     """
+    from . import _restricted
 
-    def __init__(self, file: Any, *, allowed: Iterable[Union[Tuple[str, str], type]] = ()) -> None:
-        super().__init__(file)
-        extra = _normalise_allowed(allowed)
-        self._allowed = DEFAULT_ALLOWED_GLOBALS | extra if extra else DEFAULT_ALLOWED_GLOBALS
+    if module_prefixes is None:
+        from .env import allowed_module_prefixes
 
-    def find_class(self, module: str, name: str) -> Any:
-        mirrored = _mirrored_class(module, name)
-        if mirrored is not None:
-            return mirrored
-        # Python 2 names only occur in protocol < 3 pickles; pickle maps them the same way.
-        module, name = _python3_name(module, name)
-        if (module, name) not in self._allowed:
-            raise ForbiddenClass(module, name)
-        guarded = _GUARDED_CALLABLES.get((module, name))
-        if guarded is not None:
-            return guarded
-        return super().find_class(module, name)
+        module_prefixes = allowed_module_prefixes()
+    policy = _restricted.make_policy(allowed, module_prefixes,
+                                     _restricted.DEFAULT_BUDGET if budget is None else budget)
+    load = _restricted.restricted_load
+
+    def loads_restricted(data: Buffer) -> Any:
+        return load(data, policy)
+
+    return loads_restricted
 
 
-def _normalise_allowed(allowed: Iterable[Union[Tuple[str, str], type]]) -> FrozenSet[Tuple[str, str]]:
-    pairs = set()
-    for item in allowed:
-        if isinstance(item, type):
-            pairs.add((item.__module__, item.__qualname__))
-        else:
-            module, name = item
-            pairs.add((str(module), str(name)))
-    return frozenset(pairs)
+_default: Optional[Callable[[Buffer], Any]] = None
 
 
 def restricted_loads(data: Buffer) -> Any:
-    """Unpickle ``data`` allowing only :data:`DEFAULT_ALLOWED_GLOBALS`."""
-    return RestrictedUnpickler(io.BytesIO(data)).load()
-
-
-def make_restricted_loads(allowed: Iterable[Union[Tuple[str, str], type]] = ()) -> Callable[[Buffer], Any]:
-    """Return a ``loads`` function like :func:`restricted_loads` that also allows ``allowed``."""
-    extra = tuple(allowed)
-    _normalise_allowed(extra)  # validate now, not at the first message
-
-    def loads_restricted(data: Buffer) -> Any:
-        return RestrictedUnpickler(io.BytesIO(data), allowed=extra).load()
-
-    return loads_restricted
+    """Unpickle ``data`` allowing only :data:`DEFAULT_ALLOWED_GLOBALS`, within :data:`DEFAULT_BUDGET`."""
+    global _default
+    if _default is None:
+        _default = make_restricted_loads(module_prefixes=())
+    return _default(data)
 
 
 # --------------------------------------------------------------------------- HMAC
@@ -357,5 +367,6 @@ def parse_key(text: str) -> bytes:
     except ValueError:
         raise ConfigurationError("LUTE_IPC_KEY must be a hexadecimal string") from None
     if len(key) < _MIN_KEY_SIZE:
-        raise ConfigurationError(f"LUTE_IPC_KEY must hold at least {_MIN_KEY_SIZE} bytes ({2 * _MIN_KEY_SIZE} hex digits)")
+        raise ConfigurationError(
+            f"LUTE_IPC_KEY must hold at least {_MIN_KEY_SIZE} bytes ({2 * _MIN_KEY_SIZE} hex digits)")
     return key

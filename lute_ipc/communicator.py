@@ -44,7 +44,7 @@ class Communicator(ABC):
         return self._party
 
     @abstractmethod
-    def read(self, proc: Optional[subprocess.Popen] = None, wait: Optional[float] = None) -> Message:
+    def read(self, proc: Optional[subprocess.Popen[bytes]] = None, wait: Optional[float] = None) -> Message:
         """Return the next Message, or an empty ``Message()`` when none is waiting.
 
         Args:
@@ -54,7 +54,7 @@ class Communicator(ABC):
         """
 
     @abstractmethod
-    def write(self, msg: Message, proc: Optional[subprocess.Popen] = None) -> None:
+    def write(self, msg: Message, proc: Optional[subprocess.Popen[bytes]] = None) -> None:
         """Send ``msg`` to the other end (``proc``: the child, for Executor-to-Task pipes)."""
 
     @property
@@ -62,10 +62,10 @@ class Communicator(ABC):
         """True while messages are waiting to be read."""
         return False
 
-    def delayed_setup(self) -> None:
+    def delayed_setup(self) -> None:  # noqa: B027  a no-op by default, not abstract: LUTE's API
         """Acquire resources (sockets, threads) later than construction."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  a no-op by default, not abstract: LUTE's API
         """Release everything this communicator opened. Idempotent."""
 
     def stage_communicator(self) -> None:

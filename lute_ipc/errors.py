@@ -44,6 +44,15 @@ __all__ = [
     "TunnelError",
     "CommunicatorClosed",
     "RequestTimeout",
+    "MessageTooLarge",
+    "PurePythonFallbackWarning",
+    "RestrictedRefusal",
+    "ForbiddenCall",
+    "ForbiddenBuild",
+    "BudgetExceeded",
+    "UnpicklableContents",
+    "MainModuleContents",
+    "SessionError",
 ]
 
 
@@ -163,3 +172,57 @@ class TunnelError(TransportError):
 
 class RequestTimeout(LuteIPCError, TimeoutError):
     """No reply to a request arrived within the timeout."""
+
+
+class MessageTooLarge(FrameTooLarge):
+    """A Task's message is over the frame limit: :meth:`write` refused it before sending anything.
+
+    ``length`` is the payload size, ``limit`` the limit; the message says how to raise it
+    (``LUTE_IPC_MAX_FRAME_SIZE``).
+    """
+
+
+# --------------------------------------------------------------------------- warnings
+class PurePythonFallbackWarning(RuntimeWarning):
+    """The pure-Python core is in use although ``LUTE_IPC_PURE_PYTHON`` does not ask for it
+    (the Cython extension was not built or cannot be loaded): same behaviour, much slower.
+    Emitted once, at import; ``python -m lute_ipc info`` says why."""
+
+
+# --------------------------------------------------------------------------- restricted decoding, encoding
+class RestrictedRefusal(pickle.UnpicklingError, LuteIPCError):
+    """The restricted unpickler refused a payload (a call, a state or a cost it does not allow).
+
+    Readers report it as the payload's :class:`PayloadError` (its ``__cause__``) and go on.
+    Unknown globals are refused with :class:`ForbiddenClass`.
+    """
+
+
+class ForbiddenCall(RestrictedRefusal):
+    """A call the restricted unpickler does not make: a callable off the allow-list, or an
+    allowed constructor with arguments of the wrong types or sizes."""
+
+
+class ForbiddenBuild(RestrictedRefusal):
+    """A BUILD (state or attributes) on something other than an instance of an allowed class."""
+
+
+class BudgetExceeded(RestrictedRefusal):
+    """A payload would cost more than its budget: bytes, items, or digits of a number."""
+
+
+class UnpicklableContents(UsageError, TypeError):
+    """An object given to be sent cannot be pickled (a lock, a generator, a local class...).
+
+    Raised by the sending side before anything is written; ``__cause__`` holds pickle's error.
+    """
+
+
+class MainModuleContents(UnpicklableContents):
+    """An object to be sent needs a class or function of the sender's ``__main__`` module,
+    which the receiving process cannot import: move it into an importable module."""
+
+
+class SessionError(ProtocolError):
+    """A session message breaks the session protocol: no valid batch header, or a batch number
+    that is not the next one of its connection (replayed, reordered or spliced)."""

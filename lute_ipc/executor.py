@@ -47,7 +47,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .communicator import Communicator
 from .errors import UsageError
-from .message import Message, Party
+from .message import LUTE_SIGNALS, Message, Party
 
 __all__ = ["TaskRunner", "RunResult", "Outcome", "Hook", "run_task", "TERMINAL_SIGNALS"]
 
@@ -62,8 +62,11 @@ TERMINAL_SIGNALS = frozenset({"TASK_DONE", "TASK_FAILED", "TASK_CANCELLED", "TAS
 _ENV_LOCK = threading.Lock()
 _PIPE_BATCH = 1024
 _SOCKET_BATCH = 1024
+# After the child exited, the drain ends once nothing came for this long (raw / ZeroMQ) and the
+# socket is settled; one settle check waits at most _SETTLE_WAIT for the reader to be idle.
 _QUIET_RAW = 0.05
 _QUIET_ZMQ = 0.2
+_SETTLE_WAIT = 0.05
 
 
 class Outcome(str, Enum):
@@ -106,6 +109,10 @@ class RunResult:
     """Frames the socket reader rejected (garbage, bad tags, undecodable payloads)."""
     connections: Optional[int] = None
     """Raw sockets: connections the Task (and its children) opened; ``None`` with ZeroMQ."""
+    foreign_payloads: int = 0
+    """Payloads that were not a :class:`~lute_ipc.message.Message` with a ``str``/``None``
+    signal (a bare object, a signal of another type): each was logged and dispatched wrapped
+    as ``Message(contents=<payload>)``, to the catch-all hook."""
 
     @property
     def ok(self) -> bool:
@@ -173,7 +180,7 @@ class TaskRunner:
         self._catch_all: Optional[Hook] = None
         self._cancel = threading.Event()
         self._started = False
-        self._proc: Optional[subprocess.Popen] = None
+        self._proc: Optional[subprocess.Popen[bytes]] = None
         self._pipe: Optional[Communicator] = None
         self._socket: Any = None
         self._send_lock = threading.Lock()
@@ -182,10 +189,14 @@ class TaskRunner:
     # ------------------------------------------------------------------ configuration
     def on_signal(self, signal: str, hook: Hook) -> None:
         """Call ``hook(msg)`` for every message whose signal is ``signal`` (one hook per
-        signal: registering again replaces it). Any signal name is accepted; LUTE's are in
-        :data:`lute_ipc.LUTE_SIGNALS`."""
-        if not isinstance(signal, str) or not signal:
-            raise UsageError("signal must be a non-empty string such as 'TASK_RESULT'")
+        signal: registering again replaces it). ``signal`` is one of
+        :data:`lute_ipc.LUTE_SIGNALS` (UsageError otherwise: as LUTE's Executor, only those are
+        dispatched; a message with another signal goes to :meth:`on_message`)."""
+        if not isinstance(signal, str) or signal not in LUTE_SIGNALS:
+            hint = f" (did you mean {signal.strip().upper()!r}?)" if isinstance(signal, str) and \
+                signal.strip().upper() in LUTE_SIGNALS else ""
+            raise UsageError(f"on_signal: {signal!r} is not a LUTE signal{hint}; LUTE_SIGNALS are "
+                             f"{', '.join(sorted(LUTE_SIGNALS))}")
         if not callable(hook):
             raise UsageError("hook must be callable")
         self._hooks[signal] = hook
@@ -205,7 +216,7 @@ class TaskRunner:
         self._cancel.set()
 
     @property
-    def proc(self) -> Optional[subprocess.Popen]:
+    def proc(self) -> Optional[subprocess.Popen[bytes]]:
         """The child process while (and after) it runs."""
         return self._proc
 
@@ -260,6 +271,7 @@ class TaskRunner:
         stats = self._socket.stats
         if stats is not None:
             result.protocol_errors = stats.framing_errors + stats.payload_errors + stats.auth_failures
+            result.foreign_payloads += stats.foreign_payloads  # wrapped by read_many() (see _as_message)
             if not self._socket.use_zmq:
                 result.connections = stats.connections_accepted
         result.duration = time.monotonic() - start
@@ -323,11 +335,25 @@ class TaskRunner:
             self._result.pipe_messages += 1
             self._dispatch(msg)
             count += 1
-        for msg in self._socket.read_many(_SOCKET_BATCH, wait=0.0 if count else wait):
+        for payload in self._socket.read_many(_SOCKET_BATCH, wait=0.0 if count else wait):
             self._result.socket_messages += 1
-            self._dispatch(msg)
+            self._dispatch(self._as_message(payload))
             count += 1
         return count
+
+    def _as_message(self, payload: Message) -> Message:
+        """``payload`` itself when its signal is a name (or None); otherwise it is counted, logged
+        and wrapped as ``Message(contents=payload)``: a careless or hostile Task cannot make the
+        dispatch fail (nothing is dropped either). (Payloads that are not Messages at all were
+        wrapped by ``read_many()``, which counts them in ``stats.foreign_payloads``.)"""
+        signal: Any = payload.signal  # typed str | None; a peer's pickle may hold anything
+        if signal is None or isinstance(signal, str):
+            return payload
+        self._result.foreign_payloads += 1
+        level = logging.WARNING if self._result.foreign_payloads == 1 else logging.DEBUG
+        logger.log(level, "Task %s sent a %s where a Message was expected: dispatched as Message(contents=...)",
+                   self._name, f"Message with a {type(signal).__name__} signal")
+        return Message(contents=payload)
 
     def _dispatch(self, msg: Message) -> None:
         result = self._result
@@ -370,11 +396,9 @@ class TaskRunner:
                 return
 
     def _socket_settled(self) -> bool:
-        """Raw sockets: every connection the reader accepted has been closed (read to EOF)."""
-        stats = self._socket.stats
-        if stats is None or self._socket.use_zmq:
-            return True
-        return stats.connections_closed >= stats.connections_accepted and not self._socket.has_messages
+        """The socket's reader is idle (every connection closed, what came through it queued:
+        ``_ReaderThread.wait_until_idle``) and nothing is left in its queue."""
+        return self._socket._reader_idle(_SETTLE_WAIT) and not self._socket.has_messages
 
     def _stop_child(self, dispatch: bool = True) -> None:
         """SIGTERM, wait, SIGKILL, wait: each wait at most ``stop_timeout``; while waiting, messages

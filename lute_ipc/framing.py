@@ -24,6 +24,8 @@ __all__ = [
     "message_pieces",
     "MixedStreamSplitter",
     "SignalTokenizer",
+    "final_buffer",
+    "SendBuffer",
     "PLAIN_HEAD",
     "PLAIN_TRAILER",
     "AUTH_HEAD",
@@ -32,7 +34,8 @@ __all__ = [
 ]
 
 PUBLIC_API = ("FrameDecoder", "encode_frame", "encode_payload", "append_frame", "append_payload", "frame_head",
-              "message_pieces", "MixedStreamSplitter", "SignalTokenizer")
+              "message_pieces", "MixedStreamSplitter", "SignalTokenizer", "final_buffer",
+              "SendBuffer")
 """Names both implementations must export with the same signatures."""
 
 
@@ -74,3 +77,5 @@ frame_head = _impl.frame_head
 message_pieces = _impl.message_pieces
 MixedStreamSplitter = _impl.MixedStreamSplitter
 SignalTokenizer = _impl.SignalTokenizer
+final_buffer = _impl.final_buffer
+SendBuffer = _impl.SendBuffer

@@ -2,8 +2,10 @@
 
 The drop-in successor of LUTE's ``SocketCommunicatorHandler``: each record becomes
 ``Message(contents=<formatted record>, signal="TASK_LOG")`` — the text LUTE's Executor
-``task_log`` hook prints — sent over one Task-side
-:class:`~lute_ipc.sockets.SocketCommunicator` connection that stays open.
+``task_log`` hook prints — sent over the Task's one persistent socket connection, the
+one :func:`lute_ipc.task.report` uses (or over a communicator you pass). Records and reports
+share that connection, so they arrive in the order they were sent: a record :meth:`flush`
+pushed out before a ``report(Message(..., signal="TASK_RESULT"))`` arrives before the result.
 
 Contents (choose with ``structured``):
 
@@ -30,9 +32,10 @@ to the socket. When the buffer is full:
   of records dropped so the Executor knows.
 
 A record the transport fails to send is also written to the fallback stream and counted
-in :attr:`spilled`. :meth:`flush` waits until everything buffered was sent;
-:meth:`close` (called by ``logging.shutdown()`` at exit) flushes, stops the thread and
-closes the connection it opened.
+in :attr:`spilled`. :meth:`flush` waits until everything buffered was handed to the
+connection and flushes the connection's batching buffer; :meth:`close` (called at exit, before
+the process's connection is closed) delivers everything buffered and stops the thread. The
+connection itself belongs to :mod:`lute_ipc.task` (``close_reporter()``, or at exit).
 
 Create the handler in the process that logs. In a forked child, an inherited handler does not
 use its parent's connection: it writes records to the fallback stream; add a new handler there.
@@ -40,17 +43,19 @@ use its parent's connection: it writes records to the fallback stream; add a new
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
 import threading
 import time
+import weakref
 from collections import deque
-from typing import IO, Any, Deque, Dict, List, Optional
+from typing import IO, Any, Callable, Deque, Dict, List, Optional
 
 from .communicator import Communicator
 from .errors import UsageError
-from .message import Message, Party
+from .message import Message
 
 __all__ = ["SocketLogHandler", "log_record_from_contents", "LOG_SIGNAL"]
 
@@ -69,10 +74,10 @@ class SocketLogHandler(logging.Handler):
     Args:
         level: the handler's level.
         communicator: a Task-side communicator to send through (it stays yours: the
-            handler does not close it). Default: the handler opens its own
-            ``SocketCommunicator(Party.TASK)`` from the ``LUTE_*`` environment at
-            construction (so a missing environment raises ConfigurationError here) and
-            closes it in :meth:`close`.
+            handler does not close it). Default: the socket connection of the process's
+            :func:`lute_ipc.task.get_reporter`, opened at construction from the ``LUTE_*``
+            environment (so a missing environment raises ConfigurationError here, and no
+            handler is created).
         capacity: records buffered at most (>= 1).
         block_timeout: seconds :meth:`emit` waits for room when the buffer is full
             (``None``: no limit). Ignored with ``drop_when_full``.
@@ -103,6 +108,10 @@ class SocketLogHandler(logging.Handler):
             raise UsageError("capacity must be >= 1")
         if block_timeout is not None and block_timeout < 0:
             raise UsageError("block_timeout must be >= 0 or None")
+        if communicator is None:
+            # Open the process's connection before logging.Handler.__init__ registers this handler
+            # for logging.shutdown(): a constructor that fails leaves nothing half-built behind.
+            _process_connection()
         super().__init__(level)
         self.capacity = capacity
         self.block_timeout = block_timeout
@@ -128,16 +137,17 @@ class SocketLogHandler(logging.Handler):
         self._stopping = False
         self._handler_closed = False
         self._error_reported = False
-        self._owns_communicator = communicator is None
-        if communicator is None:
-            from .sockets import SocketCommunicator
-
-            communicator = SocketCommunicator(Party.TASK)
-            communicator.delayed_setup()
-        self._communicator = communicator
+        self._link: Callable[[], Communicator] = _process_connection if communicator is None \
+            else (lambda: communicator)
         self._pid = os.getpid()
         self._thread = threading.Thread(target=self._drain, name="lute-ipc-log-handler", daemon=True)
         self._thread.start()
+        self._at_exit: Optional[Callable[[], None]] = None
+        if communicator is None:
+            # Deliver before lute_ipc.task closes the process's connection at exit: atexit runs
+            # the last registered first, and get_reporter() registered its closing already.
+            self._at_exit = _close_at_exit(weakref.ref(self))
+            atexit.register(self._at_exit)
 
     # ------------------------------------------------------------------ caller side
     @property
@@ -145,7 +155,7 @@ class SocketLogHandler(logging.Handler):
         """Records waiting to be sent (buffered or being sent now)."""
         return len(self._buffer) + self._in_flight
 
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+    def handle(self, record: logging.LogRecord) -> bool:
         """As ``Handler.handle``; a record logged *by the drain thread itself* (e.g. a transport
         warning) is buffered without taking the handler lock or waiting, so it cannot deadlock."""
         if threading.current_thread() is self._thread:
@@ -159,7 +169,7 @@ class SocketLogHandler(logging.Handler):
                 self._buffer.append(msg)
                 self._cond.notify_all()
             return True
-        return super().handle(record)  # type: ignore[return-value]
+        return bool(super().handle(record))  # 3.12+: a LogRecord (true) when it was emitted
 
     def emit(self, record: logging.LogRecord) -> None:
         """Format ``record`` and buffer it for the drain thread (see the module docs when full)."""
@@ -203,10 +213,24 @@ class SocketLogHandler(logging.Handler):
         return Message(contents=fields, signal=LOG_SIGNAL)
 
     def flush(self) -> None:
-        """Wait until every buffered record was handed to the transport (at most ``close_timeout`` s)."""
+        """Send every record emitted so far: wait (at most ``close_timeout`` s) until the drain
+        thread handed them to the communicator, then flush the communicator's link, which batches.
+        A record flushed this way is sent before anything the Task reports afterwards."""
+        if self._handler_closed:  # closed: nothing is buffered, and the connection may be gone
+            return
         if not self._wait_delivered(self.close_timeout):
             self._write_fallback(f"lute_ipc SocketLogHandler: {self.buffered} log record(s) not delivered "
                                  f"after {self.close_timeout} s (still buffered)\n")
+            return
+        if os.getpid() != self._pid:
+            return
+        try:
+            flush_link = getattr(self._link(), "flush", None)  # the socket writer's is thread-safe
+            if flush_link is not None:
+                flush_link()
+        except Exception as exc:  # as in the drain thread: report, never raise out of logging
+            self.last_error = exc
+            self._write_fallback(f"lute_ipc SocketLogHandler: flushing the connection failed: {exc}\n")
 
     def _wait_delivered(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -228,6 +252,8 @@ class SocketLogHandler(logging.Handler):
         if already:
             super().close()
             return
+        if self._at_exit is not None:
+            atexit.unregister(self._at_exit)
         try:
             if os.getpid() == self._pid:
                 delivered = self._wait_delivered(self.close_timeout)
@@ -245,14 +271,11 @@ class SocketLogHandler(logging.Handler):
                 if stuck:
                     self._write_fallback(f"lute_ipc SocketLogHandler: {stuck} log record(s) were being sent "
                                          f"when close() gave up waiting for the Executor; they may be lost\n")
-                if self._owns_communicator:
-                    self._communicator.close()
         finally:
             super().close()
 
     # ------------------------------------------------------------------ drain thread
     def _drain(self) -> None:
-        send = self._communicator.write
         while True:
             with self._cond:
                 while not self._buffer and not self._stopping and self.dropped == self._drops_reported:
@@ -269,6 +292,7 @@ class SocketLogHandler(logging.Handler):
                 self._cond.notify_all()  # room for waiting emitters
             done = 0
             try:
+                send = self._link().write
                 for msg in batch:
                     send(msg)
                     done += 1
@@ -316,6 +340,22 @@ class SocketLogHandler(logging.Handler):
                 stream.flush()
         except Exception:  # nowhere left to report to
             pass
+
+
+def _process_connection() -> Communicator:
+    """The socket connection of the process's :class:`lute_ipc.task.TaskReporter` (set up on
+    first use), so log records and reports travel in one ordered stream."""
+    from .task import get_reporter
+
+    return get_reporter()._socket_communicator()
+
+
+def _close_at_exit(handler: weakref.ReferenceType[SocketLogHandler]) -> Callable[[], None]:
+    def close() -> None:
+        alive = handler()
+        if alive is not None:
+            alive.close()
+    return close
 
 
 def log_record_from_contents(contents: Any) -> logging.LogRecord:

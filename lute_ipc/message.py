@@ -3,7 +3,13 @@
 Names, fields and defaults match ``lute.execution.ipc`` (both the original module and
 ``lute-lcls`` 0.3.0), so code written against LUTE keeps working and pickles of these
 classes made by LUTE decode into these classes (see :mod:`lute_ipc.codec`).
-This module imports nothing from lute_ipc.
+
+Validation, as LUTE allows: a Message's ``signal`` is ``None`` or a ``str`` — any text, since
+LUTE puts any text on the wire (its Executor dispatches only :data:`LUTE_SIGNALS` and treats
+other signals as text), so only a non-text signal such as ``Message(signal=5)`` is refused,
+with :class:`~lute_ipc.errors.UsageError` at construction. ``contents`` is anything. Decoding
+does not validate: unpickling does not call ``__init__``, so a Message arrives as it was sent.
+This module imports nothing from lute_ipc but :mod:`lute_ipc.errors`.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Dict, FrozenSet, Optional, Set
+
+from .errors import UsageError
 
 __all__ = [
     "Party",
@@ -22,6 +30,7 @@ __all__ = [
     "TaskRequestMessage",
     "TaskResponseMessage",
     "TaskMetadataMessage",
+    "require_message",
 ]
 
 
@@ -59,6 +68,12 @@ class Message:
     contents: Optional[Any] = None
     signal: Optional[str] = None
 
+    def __post_init__(self) -> None:
+        signal = self.signal
+        if signal is not None and not isinstance(signal, str):
+            raise UsageError(f"Message signal must be a str or None (a name such as 'TASK_RESULT'), "
+                             f"not {type(signal).__name__} {signal!r}")
+
 
 @dataclass
 class TaskRequest:
@@ -81,7 +96,7 @@ class TaskResponse:
 class TaskRequestMessage(Message):
     """A Message carrying a :class:`TaskRequest` (signal ``TASK_REQUEST``)."""
 
-    contents: TaskRequest  # type: ignore[misc]
+    contents: TaskRequest
     signal: str = "TASK_REQUEST"
 
 
@@ -89,7 +104,7 @@ class TaskRequestMessage(Message):
 class TaskResponseMessage(Message):
     """A Message carrying a :class:`TaskResponse` (signal ``TASK_RESPONSE``)."""
 
-    contents: TaskResponse  # type: ignore[misc]
+    contents: TaskResponse
     signal: str = "TASK_RESPONSE"
 
 
@@ -97,5 +112,14 @@ class TaskResponseMessage(Message):
 class TaskMetadataMessage(Message):
     """A Message carrying a dict of metadata for other Tasks (signal ``TASK_METADATA``)."""
 
-    contents: Dict[str, Any]  # type: ignore[misc]
+    contents: Dict[str, Any]
     signal: str = "TASK_METADATA"
+
+
+def require_message(msg: object, where: str) -> Message:
+    """``msg`` itself when it is a :class:`Message`; otherwise UsageError saying what ``where``
+    (e.g. ``"SocketCommunicator.write()"``) takes. Checked before anything is encoded or sent."""
+    if isinstance(msg, Message):
+        return msg
+    raise UsageError(f"{where} takes a lute_ipc.Message (e.g. Message(contents=..., signal='TASK_RESULT')), "
+                     f"not {type(msg).__name__}")

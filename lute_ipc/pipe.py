@@ -3,7 +3,8 @@
 Wire format (byte-compatible with LUTE)
 ---------------------------------------
 * **Task → Executor**, one ``write(msg)``: the signal name (if any) on **stderr**, flushed,
-  then ``pickle.dumps(msg.contents)`` on **stdout**, flushed (``use_pickle=False``: the
+  then ``pickle.dumps(msg.contents)`` on **stdout**, flushed (lute_ipc's ``Message`` & co. inside
+  it named by LUTE's class paths when the Executor does not advertise ``LUTE_IPC_PROTOCOL``) (``use_pickle=False``: the
   contents as text, which must be ``str`` or ``None``). The Task's own ``print()`` output
   and stderr logging interleave freely with these writes.
 * **Executor → Task**, ``write(msg, proc)``: the whole pickled ``Message`` on the child's
@@ -15,10 +16,23 @@ All parsing is done by the core (:mod:`lute_ipc.framing`): stdout by a
 ``SignalTokenizer`` (signal names back to back, other text kept), the Task's stdin by a
 ``MixedStreamSplitter`` too. This module only moves bytes.
 
+Blocking and non-blocking pipes (LUTE's final read)
+---------------------------------------------------
+``read(proc)`` follows the blocking mode of the child's stdout/stderr descriptors, as LUTE's
+does. Non-blocking (LUTE's Executor sets them so at start, and so does
+:class:`~lute_ipc.executor.TaskRunner`): a read takes what is there and waits at most
+``wait``. **Blocking** (LUTE's Executor switches them back once the Task is over, for its
+final read): a read returns only when every blocking stream reached end of file, i.e. when
+the Task closed its pipes (normally by exiting), so everything it wrote until then (a
+``print()`` after ``TASK_RESULT``, a traceback) is read; ``wait`` does not shorten that.
+Both streams are drained together meanwhile (LUTE reads stderr to its end, then stdout: a
+Task that fills stdout's pipe buffer first never finishes). An Executor that reads while the
+Task runs must therefore make the pipes non-blocking, as LUTE's does.
+
 How the Executor turns the two streams into Messages
 ----------------------------------------------------
-Each read pass drains the child's stdout **first**, then its stderr, without ever blocking
-(``poll`` then ``os.read`` on the file descriptors, blocking or not). Because a Task
+Each read pass drains the child's stdout **first**, then its stderr, without blocking in
+``os.read`` (``poll`` first, whatever the descriptors' mode). Because a Task
 flushes a message's signal before its contents, the signal of every object seen on stdout
 is already readable on stderr when stderr is read. Then, in stdout order:
 
@@ -67,9 +81,10 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from . import codec
 from .communicator import Communicator
+from .env import executor_protocol
 from .errors import CommunicatorClosed, TransportError, UndecodableBytes, UsageError
 from .framing import MixedStreamSplitter, SignalTokenizer
-from .message import Message, Party
+from .message import Message, Party, require_message
 from .stream_items import Item, Pickled, Signal, StreamError, Text
 
 __all__ = ["PipeCommunicator", "READ_SIZE", "SIGNAL_GRACE", "HOLD_WAIT", "WRITE_TIMEOUT"]
@@ -87,6 +102,10 @@ HOLD_WAIT = 0.05
 """Seconds one ``read()`` waits, beyond its ``wait``, for the object of a held signal."""
 WRITE_TIMEOUT = 30.0
 """Seconds ``write(msg, proc)`` waits for a child that does not read its stdin."""
+_MIRROR_MODULE = b"lute_ipc.message"
+"""The module of lute_ipc's mirrors of LUTE's classes, as a pickle names it."""
+_END_POLL = 1.0
+"""Seconds of one ``poll`` while a blocking read waits for the end of the streams (no busy loop)."""
 
 
 class _Stream:
@@ -127,9 +146,8 @@ class _Child:
 
     __slots__ = ("out", "err", "queue", "signals")
 
-    def __init__(self, proc: subprocess.Popen, max_pickle_size: Optional[int]) -> None:
-        options = {} if max_pickle_size is None else {"max_pickle_size": max_pickle_size}
-        self.out = _Stream(proc.stdout.fileno(), MixedStreamSplitter(**options)) if proc.stdout else None
+    def __init__(self, proc: subprocess.Popen[bytes], max_pickle_size: Optional[int]) -> None:
+        self.out = _Stream(proc.stdout.fileno(), _splitter(max_pickle_size)) if proc.stdout else None
         self.err = _Stream(proc.stderr.fileno(), SignalTokenizer()) if proc.stderr else None
         self.queue: Deque[Message] = deque()
         self.signals: Deque[Tuple[str, float]] = deque()  # unpaired signals and when they were read
@@ -165,7 +183,7 @@ class PipeCommunicator(Communicator):
         self._grace = float(signal_grace)
         self._write_timeout = float(write_timeout)
         self._closed = False
-        self._children: Dict[subprocess.Popen, _Child] = {}
+        self._children: Dict[subprocess.Popen[bytes], _Child] = {}
         # Task side: the stdin reader, created on first read.
         self._stdin: Optional[_Stream] = None
         self._stdin_queue: Deque[Message] = deque()
@@ -180,7 +198,7 @@ class PipeCommunicator(Communicator):
     def use_pickle(self, use_pickle: bool) -> None:
         self._use_pickle = bool(use_pickle)
 
-    def read(self, proc: Optional[subprocess.Popen] = None, wait: Optional[float] = None) -> Message:
+    def read(self, proc: Optional[subprocess.Popen[bytes]] = None, wait: Optional[float] = None) -> Message:
         """Return the next Message (an empty ``Message()`` when none is waiting).
 
         Args:
@@ -196,6 +214,9 @@ class PipeCommunicator(Communicator):
         if proc is None:
             raise UsageError("the Executor side of a PipeCommunicator reads a child: pass proc")
         child = self._child(proc)
+        if not child.queue and _blocking_streams(child):
+            self._read_to_end(child)
+            return child.queue.popleft() if child.queue else Message()
         deadline = time.monotonic() + (wait or 0.0)
         hold_until = 0.0  # set once a held signal is seen: wait a little for its object
         while True:
@@ -214,8 +235,9 @@ class PipeCommunicator(Communicator):
             if not streams or time.monotonic() >= end:
                 return Message()
 
-    def write(self, msg: Message, proc: Optional[subprocess.Popen] = None) -> None:
+    def write(self, msg: Message, proc: Optional[subprocess.Popen[bytes]] = None) -> None:
         """Send ``msg``: Task side to stdout/stderr; Executor side to ``proc``'s stdin."""
+        require_message(msg, "PipeCommunicator.write()")
         self._check_open()
         if self._party is Party.EXECUTOR:
             self._write_child(msg, proc)
@@ -251,7 +273,7 @@ class PipeCommunicator(Communicator):
         if self._closed:
             raise CommunicatorClosed("this PipeCommunicator was closed")
 
-    def _child(self, proc: subprocess.Popen) -> _Child:
+    def _child(self, proc: subprocess.Popen[bytes]) -> _Child:
         child = self._children.get(proc)
         if child is None:
             if proc.stdout is None and proc.stderr is None:
@@ -267,13 +289,21 @@ class PipeCommunicator(Communicator):
         stderr_text: List[str] = []
         for item in err_items:
             if type(item) is Signal:
-                child.signals.append((item.name, now))  # type: ignore[attr-defined]
+                child.signals.append((item.name, now))
             else:
                 stderr_text.append(str(item))
         made, from_text = self._assemble(child, out_items)
         if stderr_text:
             _attach_stderr_text(made, from_text, "".join(stderr_text))
         child.queue.extend(made)
+
+    def _read_to_end(self, child: _Child) -> None:
+        """LUTE's final read: wait until every blocking stream reaches end of file (the Task
+        closed it, normally by exiting), draining all open streams meanwhile, then queue it all."""
+        while _blocking_streams(child):
+            if _readable([s.fd for s in child.streams()], _END_POLL):
+                self._pass(child)
+        self._release_signals(child)
 
     def _assemble(self, child: _Child, items: List[Item]) -> Tuple[List[Message], List[bool]]:
         """Messages of one pass's stdout items, and for each whether it was made from text."""
@@ -334,17 +364,14 @@ class PipeCommunicator(Communicator):
         while self._signal_due(child, now):
             child.queue.append(Message(signal=child.signals.popleft()[0]))
 
-    def _write_child(self, msg: Message, proc: Optional[subprocess.Popen]) -> None:
+    def _write_child(self, msg: Message, proc: Optional[subprocess.Popen[bytes]]) -> None:
         if proc is None:
             raise UsageError("the Executor side of a PipeCommunicator writes to a child: pass proc")
         if proc.stdin is None:
             raise UsageError("the process has no stdin pipe (use stdin=subprocess.PIPE)")
-        if self._use_pickle:
-            # LUTE's class paths: a LUTE Task checks isinstance(x, lute.execution.ipc.Message);
-            # lute_ipc Tasks map the names back to lute_ipc's classes.
-            data = codec.dumps_lute_names(msg)
-        else:
-            data = _text_contents(msg).encode()
+        # Pickles use LUTE's class paths: a LUTE Task checks isinstance(x, lute.execution.ipc.Message);
+        # lute_ipc Tasks map the names back to lute_ipc's classes.
+        data = codec.dumps_lute_names(msg) if self._use_pickle else _text_contents(msg).encode()
         try:
             proc.stdin.flush()  # anything the caller wrote through the file object goes first
         except (BlockingIOError, ValueError):
@@ -358,7 +385,7 @@ class PipeCommunicator(Communicator):
         signal = msg.signal or ""
         try:
             if self._use_pickle:
-                data = codec.dumps(msg.contents)
+                data = _pickle_for_executor(msg.contents)
                 out, err = _binary(sys.stdout, "stdout"), _binary(sys.stderr, "stderr")
                 sys.stdout.flush()  # text print()ed before this write goes first
                 sys.stderr.flush()
@@ -382,8 +409,7 @@ class PipeCommunicator(Communicator):
                 fd = sys.stdin.fileno()
             except (AttributeError, ValueError, OSError):
                 return None
-            options = {} if self._max_pickle_size is None else {"max_pickle_size": self._max_pickle_size}
-            self._stdin = _Stream(fd, MixedStreamSplitter(**options))
+            self._stdin = _Stream(fd, _splitter(self._max_pickle_size))
         return self._stdin
 
     def _read_stdin(self, wait: Optional[float]) -> Message:
@@ -411,6 +437,24 @@ def _ready(fd_list: List[int], events: int, timeout: float) -> bool:
         return False
 
 
+def _splitter(max_pickle_size: Optional[int]) -> Any:
+    """A stream splitter for pickles and text (its default bound on a pickle unless one is given)."""
+    options: Dict[str, Any] = {} if max_pickle_size is None else {"max_pickle_size": max_pickle_size}
+    return MixedStreamSplitter(**options)
+
+
+def _blocking_streams(child: _Child) -> List[_Stream]:
+    """The child's open streams whose descriptor is in blocking mode (LUTE sets them so for its final read)."""
+    blocking = []
+    for stream in child.streams():
+        try:
+            if os.get_blocking(stream.fd):
+                blocking.append(stream)
+        except OSError:  # closed behind our back: the next drain sees the end of the stream
+            pass
+    return blocking
+
+
 def _readable(fd_list: List[int], timeout: float = 0.0) -> bool:
     """True when a read on one of the fds would not block (data, end of file or a closed fd)."""
     return _ready(fd_list, select.POLLIN, timeout)
@@ -419,6 +463,15 @@ def _readable(fd_list: List[int], timeout: float = 0.0) -> bool:
 def _writable(fd: int, timeout: float) -> bool:
     """True when a write of up to PIPE_BUF bytes to ``fd`` would not block (or would fail at once)."""
     return _ready([fd], select.POLLOUT, timeout)
+
+
+def _pickle_for_executor(contents: Any) -> bytes:
+    """Pickled contents for the Executor: with LUTE's class paths when it is LUTE's (it does not
+    advertise ``LUTE_IPC_PROTOCOL``) and the pickle names lute_ipc's mirrors of LUTE's classes."""
+    data = codec.dumps(contents)
+    if _MIRROR_MODULE in data and executor_protocol() is None:
+        return codec.dumps_lute_names(contents)
+    return data
 
 
 def _binary(stream: Any, name: str) -> Any:
@@ -455,13 +508,13 @@ def _task_messages(items: List[Item]) -> List[Message]:
     text: List[str] = []
     for item in items:
         if type(item) is Text or (type(item) is StreamError and isinstance(item.error, UndecodableBytes)):
-            text.append(item.text)  # type: ignore[attr-defined]
+            text.append(item.text)
             continue
         if text:
             made.append(Message(contents="".join(text)))
             text.clear()
         if type(item) is Pickled:
-            value = item.value  # type: ignore[attr-defined]
+            value = item.value
             made.append(value if isinstance(value, Message) else Message(contents=value))
         else:
             logger.warning("Task stdin: %s", item)
@@ -471,7 +524,7 @@ def _task_messages(items: List[Item]) -> List[Message]:
     return made
 
 
-def _write_all(fd: int, data: bytes, timeout: float, proc: subprocess.Popen) -> None:
+def _write_all(fd: int, data: bytes, timeout: float, proc: subprocess.Popen[bytes]) -> None:
     """Write all of ``data`` to ``fd`` (blocking or not) without ever blocking past ``timeout``."""
     view = memoryview(data)
     deadline = time.monotonic() + timeout

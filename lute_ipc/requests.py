@@ -5,6 +5,11 @@ over the socket and wait for the Executor's :class:`~lute_ipc.message.TaskRespon
 on its stdin, with ``PipeCommunicator().read(wait=2)``: it takes whatever arrives first.
 :func:`request` does the same and adds what LUTE lacks: the reply is *matched* to the request.
 
+LUTE's own Executor (0.3.0) answers with a plain ``Message(contents=<answer>)`` on stdin, not a
+TaskResponseMessage. When the Executor does not advertise the lute_ipc protocol
+(``LUTE_IPC_PROTOCOL`` unset: it is LUTE's), a stdin Message *without a signal* answers the
+oldest waiting request, as ``TaskResponse(response=<its contents>)``.
+
 Correlation: each request carries an id as an extra instance attribute of its
 :class:`TaskRequest` (``_lute_ipc_request_id``). It is not a dataclass field, so a LUTE peer
 neither sees it (``repr``, ``==``, ``fields()``) nor needs to know it. :func:`make_response`
@@ -32,6 +37,7 @@ import uuid
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional
 
+from .env import executor_protocol
 from .errors import RequestTimeout, UsageError
 from .message import Message, TaskRequest, TaskRequestMessage, TaskResponse, TaskResponseMessage
 
@@ -52,8 +58,10 @@ def request_id(obj: Any) -> Optional[str]:
 def make_response(request_msg: Message, response: Any, *, for_task: Optional[str] = None) -> TaskResponseMessage:
     """Executor side: the reply to ``request_msg`` carrying its correlation id (if it has one)."""
     if not isinstance(request_msg.contents, TaskRequest):
-        raise UsageError(f"make_response() needs a TaskRequestMessage, not {type(request_msg.contents).__name__} contents")
-    reply = TaskResponse(response=response, for_task=for_task if for_task is not None else request_msg.contents.for_task)
+        raise UsageError(
+            f"make_response() needs a TaskRequestMessage, not {type(request_msg.contents).__name__} contents")
+    reply = TaskResponse(response=response,
+                         for_task=for_task if for_task is not None else request_msg.contents.for_task)
     rid = request_id(request_msg)
     if rid is not None:
         setattr(reply, ID_ATTRIBUTE, rid)
@@ -77,6 +85,7 @@ class RequestChannel:
         self._replies: Dict[str, TaskResponse] = {}
         self._anonymous: Deque[TaskResponse] = deque()  # replies without an id
         self._other: Deque[Message] = deque()
+        self._lute_executor = executor_protocol() is None  # LUTE's Executor replies with plain Messages
 
     def request(self, obj: Any, *, for_task: Optional[str] = None, for_manager: bool = False,
                 timeout: float = 2.0) -> TaskResponse:
@@ -154,7 +163,10 @@ class RequestChannel:
         msg = self._pipe().read(wait=wait)
         while msg.contents is not None or msg.signal is not None:
             with self._state:
-                if isinstance(msg.contents, TaskResponse):
+                if self._lute_executor and msg.signal is None and self._waiting \
+                        and not isinstance(msg.contents, TaskResponse):
+                    self._anonymous.append(TaskResponse(response=msg.contents))
+                elif isinstance(msg.contents, TaskResponse):
                     rid = request_id(msg)
                     if rid is not None and rid in self._waiting:
                         self._replies[rid] = msg.contents

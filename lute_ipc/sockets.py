@@ -1,9 +1,11 @@
-"""``SocketCommunicator``: LUTE's socket transport (raw sockets or ZeroMQ; Unix or TCP).
+"""``SocketCommunicator``: LUTE's socket transport (raw sockets or ZeroMQ; Unix or TCP), a facade.
 
-This module wires environment, sockets, reader thread and writer together; the work is
-done by :mod:`lute_ipc._reader` (Executor side), :mod:`lute_ipc._writer` (Task side),
-:mod:`lute_ipc.tunnel` (cross-host Unix path) and the frame codec of
-:mod:`lute_ipc.framing`.
+This module reads the environment, binds or picks a link, and hands the work to
+:mod:`lute_ipc.transport` (raw sockets: :mod:`~lute_ipc.transport.raw_link` on the Task side,
+:mod:`~lute_ipc.transport.raw_reader` on the Executor side, the session protocol of
+:mod:`~lute_ipc.transport.session`; the writer :mod:`~lute_ipc.transport.writer`), the ZeroMQ
+link and reader, :mod:`lute_ipc.tunnel` (cross-host Unix path) and the frame codec of
+:mod:`lute_ipc.framing`. ``docs/ARCHITECTURE.md`` draws the whole picture.
 """
 
 from __future__ import annotations
@@ -12,34 +14,34 @@ import logging
 import os
 import shutil
 import socket
-import stat
 import subprocess
 import tempfile
-from typing import Any, Callable, Dict, List, Optional, Sequence
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import codec
+from . import codec, lute_log
 from . import env as _env
 from ._queue import MessageQueue
-from ._reader import ReaderStats, StreamReader, ZmqReader
-from ._writer import (
-    DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_FLUSH_SIZE,
-    DEFAULT_SEND_TIMEOUT,
-    FrameWriter,
-    StreamLink,
-    ZmqLink,
-)
+from ._reader import ReaderStats
+from ._writer import DEFAULT_SEND_TIMEOUT
 from .communicator import Communicator
 from .errors import (
     CommunicatorClosed,
     ConfigurationError,
     ProtocolError,
     TransportError,
-    TunnelError,
     UsageError,
 )
-from .framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder
-from .message import Message, Party
+from .framing import FrameDecoder
+from .message import Message, Party, require_message
+from .transport import raw_bind, registry
+from .transport.limits import frame_limit
+from .transport.raw_link import PlainLink, SessionLink, connect_tcp, connect_unix
+from .transport.raw_reader import StreamReader, session_factory
+from .transport.writer import DEFAULT_FLUSH_INTERVAL, DEFAULT_FLUSH_SIZE, FrameWriter
+from .transport.zeromq_executor import ExecutorSockets, ZmqReader
+from .transport.zeromq_task import LutePushLink
+from .transport.zeromq_task import SessionLink as ZmqSessionLink
 from .tunnel import DEFAULT_TUNNEL_TIMEOUT, SshTunnel
 
 __all__ = ["SocketCommunicator", "USE_ZMQ"]
@@ -51,13 +53,15 @@ USE_ZMQ: bool = _env.default_use_zmq()
 (unset: ZeroMQ when pyzmq is importable; ``"0"``: raw sockets; anything else: ZeroMQ).
 Kept as a module attribute for compatibility with ``lute.execution.ipc.USE_ZMQ``."""
 
-_FRAME_OVERHEAD = 128
-"""Upper bound of head + length + tag + trailer bytes around a payload."""
+PROTOCOL = "lute-ipc/1"
+"""What a lute_ipc Executor exports in ``LUTE_IPC_PROTOCOL``: its Tasks open sessions."""
 _SOCKET_NAME = "lute.sock"
 _FRAMES_PER_ZMQ_MESSAGE = 64
 """About how many messages one ZeroMQ message of a Task holds (a 64 KiB batch of ~1 KiB frames)."""
 _ZMQ_RCVHWM_RANGE = (4, 64)
 """Bounds of the Executor's ZeroMQ receive high-water mark (ZeroMQ messages per connected Task)."""
+_SESSION_SUFFIX = ".session"
+"""The ZeroMQ session socket of a Unix Executor is its LUTE socket's path plus this."""
 
 
 class SocketCommunicator(Communicator):
@@ -65,92 +69,118 @@ class SocketCommunicator(Communicator):
 
     The Executor side calls :meth:`delayed_setup` first: it binds, starts one reader
     thread and exports the environment its Tasks inherit (``os.environ``, as LUTE):
-    ``LUTE_EXECUTOR_HOST``; ``LUTE_SOCKET`` (a socket in a new private 0700 directory) or
-    ``LUTE_PORT`` (a free port, bound atomically) when the user did not set them; and,
-    when it requires authentication (TCP by default, or ``require_auth=True``) and
-    ``LUTE_IPC_KEY`` is not set, a fresh per-run HMAC key in ``LUTE_IPC_KEY``. A key set by
-    the user is always used: Tasks sign with it and the Executor verifies signed frames
-    (on a Unix socket without ``require_auth`` it also accepts unsigned ones, so no key is
-    created there: signatures would protect nothing). The Task side reads the
-    same variables: Unix socket unless ``LUTE_USE_TCP`` is set; across hosts a Unix
+    ``LUTE_EXECUTOR_HOST``; ``LUTE_IPC_PROTOCOL`` (``lute-ipc/1``: its Tasks open sessions);
+    ``LUTE_SOCKET`` (a socket in a new private 0700 directory) or ``LUTE_PORT`` (a free port,
+    bound atomically) when the user did not set them; and, when it requires authentication
+    (TCP by default, ``require_auth=True`` or ``LUTE_IPC_REQUIRE_AUTH=1``) and
+    ``LUTE_IPC_KEY`` is not set, a fresh per-run key in ``LUTE_IPC_KEY``. The Task side reads
+    the same variables: Unix socket unless ``LUTE_USE_TCP`` is set; across hosts a Unix
     socket is reached through an ssh tunnel (:class:`~lute_ipc.tunnel.SshTunnel`).
 
-    Security: TCP requires authenticated frames by default (the Task signs every frame
-    with ``LUTE_IPC_KEY``; unsigned or badly signed frames are rejected before any
-    unpickling and the connection is closed). If you turn that off on TCP
-    (``require_auth=False``), payloads are decoded with the restricted (allow-list)
-    unpickler unless you pass ``loads``. Unix sockets are private to your user (0600
-    socket in a 0700 directory), so they accept LUTE's unsigned frames unless
-    ``require_auth=True``. **Risk**: TCP binds on all interfaces by default, as LUTE
-    does: anyone who can reach the port can connect (and, with authentication off, send
-    pickles). Prefer ``bind_host="127.0.0.1"`` (or ``LUTE_BIND_HOST``) when Tasks run on
-    the same machine.
+    Two wire modes, chosen by what the Executor is (raw sockets; ZeroMQ: see its link):
+
+    * ``LUTE_IPC_PROTOCOL`` set (a lute_ipc Executor): a **session** (``docs/PROTOCOL.md``
+      section 5; ZeroMQ: a CURVE DEALER/ROUTER session, section 6). The Task proves the key
+      in a handshake before sending anything (a missing or wrong key raises
+      AuthenticationError from :meth:`delayed_setup`), its records carry sequence numbers
+      under the tag (replays are rejected) and the Executor acknowledges what it took. All
+      communicators of one process share one session link per Executor (raw or ZeroMQ; a
+      forked child opens its own), so LUTE's pattern of a communicator per message costs one
+      send per message, not a connection.
+    * not set (LUTE's own Executor): exactly LUTE's bytes, ``MSG;;;<len>;;;<pickle>;;;GSM``
+      with LUTE's class paths, unsigned, nothing else, on a connection of its own.
+
+    A lute_ipc Executor serves both on the same raw socket, told apart by the first octets:
+    LUTE Tasks as LUTE's Executor does when authentication is off (Unix sockets by default),
+    refused (and counted) when it is on.
+
+    Security: TCP requires authentication by default. If you turn that off on TCP
+    (``require_auth=False`` or ``LUTE_IPC_REQUIRE_AUTH=0``, logged as a warning), payloads
+    are decoded with the restricted (allow-list, ``LUTE_IPC_ALLOW``) unpickler unless you pass
+    ``loads``. Unix sockets are private to your user (0600 socket in a 0700 directory), so
+    they accept LUTE's unsigned frames unless authentication is required. **Risk**: TCP
+    binds on all interfaces by default, as LUTE does: prefer ``bind_host="127.0.0.1"`` (or
+    ``LUTE_BIND_HOST``) when Tasks run on the same machine.
 
     Args:
         party: ``Party.EXECUTOR`` (reads) or ``Party.TASK`` (writes).
         use_pickle: kept for LUTE compatibility; sockets always pickle.
         use_zmq: ZeroMQ (True) or raw sockets (False); ``None``: the module default
             :data:`USE_ZMQ` (from ``LUTE_USE_ZMQ``).
-        require_auth: Executor: reject unsigned frames. ``None``: True on TCP, False on Unix.
-            Task: with TCP and ``require_auth`` not False, a missing ``LUTE_IPC_KEY`` is a
-            ConfigurationError.
+        require_auth: Executor: require Tasks to prove the key. ``None``: ``LUTE_IPC_REQUIRE_AUTH``
+            when set, else True on TCP, False on Unix.
         loads: payload decoder on the Executor (default: full pickle, or the restricted
             unpickler when TCP runs without authentication).
         bind_host: address the Executor binds on TCP (default ``LUTE_BIND_HOST``, else all
             interfaces).
-        max_frame_size: largest accepted payload (bytes), default 64 MiB.
+        max_frame_size: largest payload (bytes), both sides; default ``LUTE_IPC_MAX_FRAME_SIZE``,
+            else 256 MiB. A Task's :meth:`write` of a larger message raises MessageTooLarge
+            before sending anything.
         max_connections: raw Executor: connections open at once (default 1024, or half the
-            process's open-file limit if lower); at the limit the connection idle the longest
-            is closed to admit a new one (a Task's writer reconnects on its next write).
-        idle_timeout: raw Executor: seconds a connection may hold an incomplete frame
-            without sending a byte before it is closed (default 60).
+            process's open-file limit if lower). At the limit the oldest connection that has
+            not proven itself is closed; when all are proven, new ones wait in the listen
+            backlog (``stats.accept_pauses``). A proven connection is never closed to make room.
+        idle_timeout: raw Executor: seconds a LUTE connection may hold an incomplete frame
+            without sending a byte before it is closed (default 60; time the reader waits for
+            queue room does not count).
+        handshake_timeout: raw: seconds a connection may take to prove itself (both sides).
         queue_size: messages buffered for :meth:`read` before the reader stops reading
             (backpressure; default 100,000).
-        linger: ZeroMQ Task: seconds queued messages may still be delivered after
-            :meth:`close` (in the background; the process waits at most this long at exit).
+        linger: ZeroMQ Task: seconds :meth:`close` waits for the Executor to take what was
+            sent (session, unless ``confirm_timeout`` is given; LUTE's Executor: for libzmq to
+            hand it over); the session's :meth:`clear_communicator` and exit confirmation give
+            up once the Executor sent nothing (no acknowledgement, no keep-alive) for that long.
+            Raw session Task: seconds the confirmation at interpreter exit waits (default 5).
         flush_interval: Task: latency bound of the send buffer, seconds (default 0.001);
             ``0`` sends every message at once (write-through).
-        flush_size: Task: buffered bytes that trigger a send (default 64 KiB).
+        flush_size: Task: buffered bytes that trigger a send (default 64 KiB, at most 512 KiB).
         connect_timeout: Task: seconds to wait for a connection (raw TCP), or that a ZeroMQ
-            Task may stay without its first connection (ZeroMQ connects in the background and
-            queues meanwhile) before :meth:`write` raises TransportError.
+            Task may stay without its first connection before :meth:`write` raises TransportError.
         send_timeout: TCP Task (raw or ZeroMQ, Linux): seconds the Executor's host may
-            acknowledge nothing of what was sent before :meth:`write` raises
-            TransportError (default 10; 0: wait as long as TCP does, about 15 minutes).
-            This detects a cut network or a dead host; an Executor that is alive but reads
-            slowly is not a timeout (writes wait: backpressure).
+            answer nothing before :meth:`write` (or :meth:`close`) raises TransportError
+            (default 10; 0: wait as long as TCP does). This detects a cut network or a dead
+            host; an Executor that is alive but reads slowly is not a timeout (backpressure).
+        confirm_timeout: session Task: seconds :meth:`close` (ZeroMQ: also
+            :meth:`clear_communicator`, which then raises when it runs out) waits for the
+            Executor's acknowledgement (default None: raw, as long as the Executor lives, a frozen one
+            included: docs/RELIABILITY.md, 4.9;
+            ZeroMQ, ``linger``; ZeroMQ's :meth:`clear_communicator`: see ``linger``).
         ssh_options: Task across hosts: extra ssh arguments (default: ``LUTE_SSH_OPTIONS``).
         tunnel_timeout: Task across hosts: seconds to wait for the ssh tunnel.
 
-    Task-side batching: :meth:`write` frames into a send buffer that goes out (one system
-    call, or one ZeroMQ message holding several frames) when it reaches ``flush_size``,
-    when its oldest message is ``flush_interval`` old (even if the Task is idle), at once
-    for the first message after the Task was quiet for ``flush_interval`` (a lone message
-    does not wait) and for a message with a signal other than ``TASK_LOG``, on :meth:`flush`, on
-    :meth:`close` and at normal interpreter exit. Large ``bytes``/``bytearray``/numpy
-    payloads are sent before :meth:`write` returns, without being copied (scatter-gather).
-    A Task killed with SIGKILL loses what was still buffered (at most ``flush_interval``
-    of ``TASK_LOG`` messages); call :meth:`flush` where that matters.
+    Task-side batching (:mod:`lute_ipc.transport.batching`): :meth:`write` frames into a
+    send buffer that goes out (one system call, or one ZeroMQ message) when it reaches
+    ``flush_size``, when its oldest message is ``flush_interval`` old (even if the Task is
+    idle), at once for the first message after a quiet spell and for a message with a signal
+    other than ``TASK_LOG``, on :meth:`flush`, :meth:`clear_communicator`, :meth:`close` and at
+    normal interpreter exit. Large ``bytes``/``bytearray``/numpy payloads are sent before
+    :meth:`write` returns, without being copied (scatter-gather). A Task killed with SIGKILL
+    loses what was still buffered (at most ``flush_interval`` of ``TASK_LOG`` messages).
 
-    ZeroMQ notes: the PULL socket rejects ZeroMQ messages larger than ``max_frame_size``
-    (plus framing) and ZeroMQ manages connections itself, so ``max_connections`` and
-    ``idle_timeout`` apply to raw sockets only; authentication failures are counted and
-    logged but cannot close one connection. The Executor's receive high-water mark is
-    derived from ``queue_size`` (``queue_size // 64`` ZeroMQ messages per connected Task,
-    between 4 and 64), so a slow consumer holds the Tasks back instead of growing the
-    Executor's memory. A ZeroMQ Task raises TransportError on :meth:`write` once its
-    Executor dropped the connection (exited or died) and has not come back.
+    Losses are reported, never silent. Task, session link: :meth:`clear_communicator` hands
+    the buffer to the kernel and raises what is already known to be lost (ZeroMQ: it waits
+    for the Executor's acknowledgement while the Executor is heard from, since libzmq holds
+    the message in the Task's memory until its I/O thread writes it; see
+    :meth:`clear_communicator`); :meth:`close`
+    (and ``with``) also waits for the Executor's acknowledgement and raises TransportError
+    naming the messages that were not confirmed; at exit the shared link is confirmed and
+    losses are logged as errors. A send that failed in the background is raised by the next
+    :meth:`write`/:meth:`flush`/:meth:`close`. Executor: every rejection is counted in
+    :attr:`stats` and logged once; closing with messages received but not read logs one
+    warning with their number.
 
-    Losses are reported, never silent: on the Task, :meth:`close` (``clear_communicator``)
-    raises TransportError, after releasing everything, when messages that :meth:`write`
-    accepted could not be delivered (the final send failed, or ZeroMQ still held messages
-    when ``linger`` ran out); on the Executor, closing with messages received but not read
-    logs one warning with their number.
+    ZeroMQ notes: a frame over ``max_frame_size`` is counted (``FrameTooLarge``) and skipped, the
+    frames beside it read; ``max_connections`` and ``idle_timeout`` apply to raw sockets.
     """
 
+    max_frame_size: int = 0
+    """The frame limit in force (set by :meth:`delayed_setup`)."""
     READ_TIMEOUT: float = 0.01
     """Seconds :meth:`read` waits when called without ``wait`` (LUTE's ``ACCEPT_TIMEOUT``)."""
     ACCEPT_TIMEOUT: float = READ_TIMEOUT
+    EXIT_READ_WAIT: float = 5.0
+    """Seconds at most that :meth:`read` waits, once per ended Task process, for what that Task
+    sent before it exited to reach the queue (a large result may still be on its way)."""
     MSG_HEAD: bytes = b"MSG"
     MSG_SEP: bytes = b";;;"
 
@@ -163,28 +193,33 @@ class SocketCommunicator(Communicator):
         require_auth: Optional[bool] = None,
         loads: Optional[Callable[[Any], Any]] = None,
         bind_host: Optional[str] = None,
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_frame_size: Optional[int] = None,
         max_connections: Optional[int] = None,
         idle_timeout: float = 60.0,
+        handshake_timeout: float = 10.0,
         queue_size: int = 100_000,
         linger: float = 5.0,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         flush_size: int = DEFAULT_FLUSH_SIZE,
         connect_timeout: float = 10.0,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        confirm_timeout: Optional[float] = None,
         ssh_options: Optional[Sequence[str]] = None,
         tunnel_timeout: float = DEFAULT_TUNNEL_TIMEOUT,
     ) -> None:
         super().__init__(party=party, use_pickle=use_pickle)
         if (max_connections is not None and max_connections < 1) or idle_timeout <= 0 or queue_size < 1 \
-                or linger < 0 or flush_interval < 0 or flush_size < 1 or send_timeout < 0:
-            raise UsageError("max_connections, queue_size and flush_size must be >= 1, idle_timeout > 0, "
-                             "linger, flush_interval and send_timeout >= 0")
+                or linger < 0 or flush_interval < 0 or flush_size < 1 or send_timeout < 0 \
+                or handshake_timeout <= 0 or (confirm_timeout is not None and confirm_timeout < 0):
+            raise UsageError("max_connections, queue_size and flush_size must be >= 1, idle_timeout and "
+                             "handshake_timeout > 0, linger, flush_interval, send_timeout and confirm_timeout >= 0")
         self._use_zmq_arg = use_zmq
         self._require_auth_arg = require_auth
         self._loads_arg = loads
         self._bind_host_arg = bind_host
-        self.max_frame_size = max_frame_size
+        self._max_frame_size_arg = max_frame_size
+        self.handshake_timeout = handshake_timeout
+        self.confirm_timeout = confirm_timeout
         self._max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.queue_size = queue_size
@@ -196,23 +231,30 @@ class SocketCommunicator(Communicator):
         self._ssh_options_arg = None if ssh_options is None else list(ssh_options)
         self.tunnel_timeout = tunnel_timeout
         self.use_zmq: bool = USE_ZMQ if use_zmq is None else bool(use_zmq)
-        self.use_tcp: bool = False
-        self.require_auth: bool = False
-        self.desc = "Communicates through sockets (not set up yet: call delayed_setup())."
-        self._set_up = False
-        self._closed = False
         self._exported: Dict[str, str] = {}
-        # Executor resources
-        self._queue: Optional[MessageQueue] = None
-        self._reader: Any = None
-        self._listener: Optional[socket.socket] = None
-        self._zcontext: Any = None
-        self._zsocket: Any = None
-        self._socket_file: Optional[str] = None
-        self._private_dir: Optional[str] = None
-        # Task resources
-        self._writer: Optional[FrameWriter] = None
-        self._tunnel: Optional[SshTunnel] = None
+
+    # Per-instance state whose start value is shared (class attributes: a Task creating a
+    # communicator per message pays for what it sets, not for the Executor's resources).
+    use_tcp: bool = False
+    require_auth: bool = False
+    desc = "Communicates through sockets (not set up yet: call delayed_setup())."
+    _set_up = False
+    _closed = False
+    # Executor resources
+    _queue: Optional[MessageQueue] = None
+    _reader: Any = None
+    _task_proc: Any = None  # the Task process last given to read()
+    _waited_procs: Any = None  # WeakSet: the ended Task processes read() or has_messages waited for
+    _listener: Optional[socket.socket] = None
+    _zmq_sockets: Optional[ExecutorSockets] = None
+    _zsocket: Any = None
+    _socket_file: Optional[str] = None
+    _private_dir: Optional[str] = None
+    # Task resources
+    _writer: Optional[FrameWriter] = None
+    _lease: Optional[registry.Lease] = None
+    """Set when the writer is this process's shared session link (:mod:`lute_ipc.transport.registry`)."""
+    _tunnel: Optional[SshTunnel] = None
 
     # ------------------------------------------------------------------ setup
     def delayed_setup(self) -> None:
@@ -225,7 +267,11 @@ class SocketCommunicator(Communicator):
             raise CommunicatorClosed("this SocketCommunicator was closed; create a new one")
         if self._set_up:
             return
+        if self._party == Party.TASK and self._attach_shared():
+            self._set_up = True
+            return
         self.use_tcp = _env.use_tcp()
+        self.max_frame_size = frame_limit(self._max_frame_size_arg)
         kind = "TCP" if self.use_tcp else "Unix"
         self.desc = f"Communicates using ZMQ through {kind} sockets." if self.use_zmq \
             else f"Communicates through {kind} sockets."
@@ -241,7 +287,11 @@ class SocketCommunicator(Communicator):
         self._set_up = True
 
     def _setup_executor(self) -> None:
-        self.require_auth = self.use_tcp if self._require_auth_arg is None else bool(self._require_auth_arg)
+        required = self._require_auth_arg if self._require_auth_arg is not None else _env.require_auth()
+        self.require_auth = self.use_tcp if required is None else bool(required)
+        if required is False and self._require_auth_arg is None:
+            logger.warning("SECURITY: LUTE_IPC_REQUIRE_AUTH=0 turns authentication OFF for this Executor (%s): "
+                           "Tasks are not asked to prove LUTE_IPC_KEY", "TCP" if self.use_tcp else "Unix")
         key = self._executor_key()
         loads = self._loads_arg
         if loads is None:
@@ -249,7 +299,7 @@ class SocketCommunicator(Communicator):
                 logger.warning("SECURITY: authentication is OFF on a TCP SocketCommunicator: anyone who can "
                                "reach the port can send data. Payloads are decoded with the restricted "
                                "(allow-list) unpickler; pass loads= to choose otherwise.")
-                loads = codec.restricted_loads
+                loads = codec.make_restricted_loads()
             else:
                 loads = codec.loads
         elif self.use_tcp and not self.require_auth:
@@ -262,16 +312,26 @@ class SocketCommunicator(Communicator):
             return FrameDecoder(max_frame_size=max_frame_size, loads=loads, key=key,
                                 require_auth=require_auth, on_error=on_error)
 
+        def make_raw_decoder(on_error: Callable[[ProtocolError], None]) -> Any:
+            # LUTE's plain frames, or the frames inside authenticated session records: no frame tags
+            return FrameDecoder(max_frame_size=max_frame_size, loads=loads, on_error=on_error)
+
         self._queue = MessageQueue(self.queue_size)
         if self.use_zmq:
-            self._bind_zmq()
-            self._reader = ZmqReader(self._zsocket, self._queue, make_decoder)
+            # ZeroMQ sessions carry plain frames too: libzmq's CURVE authenticated the peer (and
+            # every message) whenever this Executor requires authentication.
+            self._reader = ZmqReader(self._bind_zmq(key), self._queue, make_decoder, make_raw_decoder)
         else:
             self._bind_raw()
-            self._reader = StreamReader(self._listener, self._queue, make_decoder,  # type: ignore[arg-type]
-                                        max_connections=self.max_connections, idle_timeout=self.idle_timeout)
+            self._reader = StreamReader(self._listener, self._queue, make_raw_decoder,  # type: ignore[arg-type]
+                                        session_factory(key, require_auth, max_frame_size),
+                                        require_auth=require_auth, max_connections=self.max_connections,
+                                        idle_timeout=self.idle_timeout, handshake_timeout=self.handshake_timeout)
         self._export(_env.EXECUTOR_HOST, socket.gethostname(), always=True)
+        self._export(_env.IPC_PROTOCOL, PROTOCOL)
+        self._export(_env.EXECUTOR_MAX_FRAME_SIZE, str(self.max_frame_size))
         self._reader.start()
+        lute_log.executor_ready(self.use_zmq, self.use_tcp, self.address)
 
     def _executor_key(self) -> Optional[bytes]:
         """The user's ``LUTE_IPC_KEY``; else a new exported key when authentication is required; else None."""
@@ -293,34 +353,13 @@ class SocketCommunicator(Communicator):
     # Executor, raw
     def _bind_raw(self) -> None:
         if self.use_tcp:
-            host = self._bind_host()
             port = _env.port()
-            family = socket.AF_INET6 if host and ":" in host else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind((host or "", port or 0))
-                sock.listen(socket.SOMAXCONN)
-            except OSError as exc:
-                sock.close()
-                raise TransportError(f"the Executor cannot bind TCP {host or '*'}:{port or 0}: {exc}. "
-                                     "Choose another LUTE_PORT (or unset it to get a free one) or "
-                                     "another LUTE_BIND_HOST.") from exc
-            self._listener = sock
+            self._listener = raw_bind.bind_tcp(self._bind_host(), port)
             if port is None:
-                self._export(_env.PORT, str(sock.getsockname()[1]))
+                self._export(_env.PORT, str(self._listener.getsockname()[1]))
         else:
             path = self._unix_path_for_executor()
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.bind(path)
-                os.chmod(path, 0o600)
-                sock.listen(socket.SOMAXCONN)
-            except OSError as exc:
-                sock.close()
-                raise TransportError(f"the Executor cannot bind the Unix socket {path}: {exc}. Check that "
-                                     "its directory exists and is writable, or unset LUTE_SOCKET.") from exc
-            self._listener = sock
+            self._listener = raw_bind.bind_unix(path)
             self._socket_file = path
 
     def _bind_host(self) -> Optional[str]:
@@ -339,125 +378,298 @@ class SocketCommunicator(Communicator):
             path = os.path.join(self._private_dir, _SOCKET_NAME)
             self._export(_env.SOCKET, path)
             return path
-        _remove_stale_socket(path)
+        raw_bind.remove_stale_socket(path)
         return path
 
     # Executor, ZeroMQ
-    def _bind_zmq(self) -> None:
-        import zmq
-
-        self._zcontext = zmq.Context()
-        zsock = self._zcontext.socket(zmq.PULL)
-        self._zsocket = zsock
-        zsock.setsockopt(zmq.LINGER, 0)
-        # Counted in ZeroMQ messages, each a batch of frames: keep it small, so that the bound on
-        # memory is queue_size messages plus a few batches per connected Task (libzmq stops
-        # reading a connection whose queue is full; its Task then waits: backpressure).
-        zsock.setsockopt(zmq.RCVHWM, _zmq_receive_hwm(self.queue_size))
-        zsock.setsockopt(zmq.MAXMSGSIZE, self.max_frame_size + _FRAME_OVERHEAD)
+    def _bind_zmq(self, key: Optional[bytes]) -> ExecutorSockets:
+        """PULL at LUTE's address (for LUTE's Tasks) and the session ROUTER (for lute_ipc Tasks)."""
+        sockets = self._zmq_sockets = ExecutorSockets(
+            max_frame_size=self.max_frame_size, rcvhwm=_zmq_receive_hwm(self.queue_size), key=key,
+            require_auth=self.require_auth)
+        self._zsocket = sockets.pull
+        fixed = _env.zmq_session()  # the user's, for an Executor restarted on the same addresses
         if self.use_tcp:
-            host = self._bind_host() or "*"
-            if ":" in host:
-                zsock.setsockopt(zmq.IPV6, 1)
-                host = f"[{host}]"
-            port = _env.port()
-            try:
-                if port is None:
-                    port = zsock.bind_to_random_port(f"tcp://{host}")
-                    self._export(_env.PORT, str(port))
-                else:
-                    zsock.bind(f"tcp://{host}:{port}")
-            except zmq.ZMQError as exc:
-                raise TransportError(f"the Executor cannot bind ZeroMQ TCP {host}:{port or 'random'}: {exc}. "
-                                     "Choose another LUTE_PORT (or unset it) or LUTE_BIND_HOST.") from exc
+            if fixed is not None and not fixed.isdigit():
+                raise ConfigurationError(f"{_env.ZMQ_SESSION}={fixed!r} is not a TCP port")
+            port, session_port = sockets.bind_tcp(self._bind_host() or "*", _env.port(),
+                                                  None if fixed is None else int(fixed))
+            if _env.port() is None:
+                self._export(_env.PORT, str(port))
+            session = str(session_port)
         else:
             path = self._unix_path_for_executor()
-            try:
-                zsock.bind(f"ipc://{path}")
-                os.chmod(path, 0o600)
-            except (zmq.ZMQError, OSError) as exc:
-                raise TransportError(f"the Executor cannot bind the ZeroMQ Unix socket {path}: {exc}. Check "
-                                     "that its directory exists and is writable, or unset LUTE_SOCKET.") from exc
+            session = fixed or path + _SESSION_SUFFIX
+            raw_bind.remove_stale_socket(session)
+            sockets.bind_unix(path, session)
             self._socket_file = path
+        if fixed is None:
+            self._export(_env.ZMQ_SESSION, session)
+        return sockets
 
     # Task
+    def _attach_shared(self) -> bool:
+        """Use this process's session link to the same Executor when there is one (the fast path
+        of LUTE's communicator-per-message pattern); False when a link must be set up."""
+        lease = registry.acquire(self._link_spec())
+        if lease is None:
+            return False
+        self._lease = lease
+        self._writer = writer = lease.writer
+        self.use_tcp = lease.spec[2] is not None  # LUTE_USE_TCP (see _LINK_VARIABLES)
+        link = writer.link
+        self.require_auth = link.keyed
+        self.max_frame_size = writer.max_message
+        self.desc = link.desc
+        return True
+
+    def _link_spec(self) -> Tuple[Any, ...]:
+        """What identifies a shared session link: the Executor's environment and the writer's options."""
+        return (self.use_zmq, *_link_environment(), self._max_frame_size_arg, self.flush_interval, self.flush_size,
+                self.send_timeout, self.connect_timeout, self.confirm_timeout, self.handshake_timeout, self.linger)
+
     def _setup_task(self) -> None:
         key_text = os.environ.get(_env.IPC_KEY)
         key = codec.parse_key(key_text) if key_text else None
-        if key is None and self.use_tcp and self._require_auth_arg is not False:
-            raise ConfigurationError(
-                "LUTE_IPC_KEY is not set: a Task on TCP must sign its frames with the Executor's key. "
-                "Start the Task from its Executor (which exports LUTE_IPC_KEY), copy LUTE_IPC_KEY from the "
-                "Executor's environment, or (not recommended) run both sides with require_auth=False.")
-        self.require_auth = key is not None
         host = _env.executor_host()
         if host is None:
             raise ConfigurationError(
                 "LUTE_EXECUTOR_HOST is not set: the Task does not know where its Executor is. Start the Task "
                 "from an Executor (it exports LUTE_EXECUTOR_HOST and LUTE_SOCKET or LUTE_PORT), or set them.")
-        if self.use_tcp:
-            port = _env.port()
-            if port is None:
-                raise ConfigurationError("LUTE_USE_TCP is set but LUTE_PORT is not: set LUTE_PORT to the "
-                                         "Executor's port (the Executor exports it when it picks one).")
-            target = self._local_tcp_host() if _env.is_local_host(host) else host
-            link: Any = self._zmq_link(f"tcp://{_zmq_host(target)}:{port}") if self.use_zmq \
-                else StreamLink(lambda: _connect_tcp(target, port, self.connect_timeout),
-                                send_timeout=self.send_timeout)
+        if _env.executor_protocol() is None:
+            self._setup_lute_peer_task(host)
+            return
+        if self.use_zmq and key is None and self.use_tcp and self._task_requires_auth():
+            raise ConfigurationError(
+                "LUTE_IPC_KEY is not set: a Task on TCP must sign its frames with the Executor's key. "
+                "Start the Task from its Executor (which exports LUTE_IPC_KEY), copy LUTE_IPC_KEY from the "
+                "Executor's environment, or (not recommended) run both sides with require_auth=False.")
+        if self.use_zmq:  # the Executor's limit, when lower: refused at write(), naming the limit that applies
+            theirs = _env.executor_max_frame_size()
+            if theirs is not None and theirs < self.max_frame_size:
+                self.max_frame_size = theirs
+        spec = self._link_spec()
+        tunnel_box: List[Optional[SshTunnel]] = [None]
+        make_link = self._zmq_session_maker(host, key, tunnel_box) if self.use_zmq \
+            else self._raw_session_maker(host, key, tunnel_box)
+
+        def make_writer() -> FrameWriter:
+            link = make_link()
+            # a forked child's writer opens a link of its own (ZeroMQ: on a new context, the parent's kept)
+            return FrameWriter(link, None, flush_interval=self.flush_interval, flush_size=self.flush_size,
+                               max_message=self.max_frame_size,
+                               relink=_relinker(link) if self.use_zmq else make_link)
+
+        lease = registry.get_or_create(spec, make_writer, lambda: _close_tunnel(tunnel_box))
+        writer = lease.writer
+        try:
+            writer.open()
+        except BaseException:
+            registry.discard(lease)
+            _close_tunnel(tunnel_box)
+            raise
+        self._writer = writer
+        self._lease = lease
+        self.require_auth = writer.link.keyed
+
+    def _raw_session_maker(self, host: str, key: Optional[bytes], tunnel_box: List[Optional[SshTunnel]]) -> \
+            Callable[[], SessionLink]:
+        """Makes the raw session link of this process (and, after fork, the child's)."""
+        send_timeout, handshake_timeout = self.send_timeout, self.handshake_timeout
+
+        def make_link() -> SessionLink:
+            _close_tunnel(tunnel_box)  # a forked child's new link gets a tunnel of its own
+            link = SessionLink(self._raw_connector(host, tunnel_box), key, send_timeout=send_timeout,
+                               handshake_timeout=handshake_timeout, exit_timeout=self.linger)
+            link.desc = self.desc
+            link.tunnel = tunnel_box[0]
+            return link
+
+        return make_link
+
+    def _zmq_session_maker(self, host: str, key: Optional[bytes], tunnel_box: List[Optional[SshTunnel]]) -> \
+            Callable[[], ZmqSessionLink]:
+        """Makes the ZeroMQ session link of this process (a forked child's is its ``renewed()``)."""
+
+        def make_link() -> ZmqSessionLink:
+            if self.use_tcp:
+                _executor_port()  # LUTE_PORT is checked on every TCP Task (ConfigurationError)
+            session = self._zmq_session_endpoint()
+            if self.use_tcp:
+                if not session.isdigit():
+                    raise ConfigurationError(f"{_env.ZMQ_SESSION}={session!r} is not a TCP port")
+                address, via = f"tcp://{_zmq_host(self._task_target(host))}:{session}", ""
+            else:
+                address, via = f"ipc://{self._tunnelled(host, session, tunnel_box)}", ""
+                if tunnel_box[0] is not None:
+                    via = f"through the ssh tunnel to {host}"
+            link = ZmqSessionLink(address, key=key, linger=self.linger, max_frame_size=self.max_frame_size,
+                                  connect_timeout=self.connect_timeout, send_timeout=self.send_timeout, via=via)
+            link.desc = self.desc
+            link.tunnel = tunnel_box[0]
+            return link
+
+        return make_link
+
+    def _setup_lute_peer_task(self, host: str) -> None:
+        """LUTE's own Executor: exactly its bytes, on a link of this communicator's own."""
+        relink: Optional[Callable[[], Any]] = None
+        if not self.use_zmq:
+            link: Any = PlainLink(self._raw_connector(host), send_timeout=self.send_timeout)
         else:
-            path = _env.socket_path()
-            if path is None:
-                raise ConfigurationError("LUTE_SOCKET is not set: set it to the Executor's Unix socket path "
-                                         "(the Executor exports it), or set LUTE_USE_TCP and LUTE_PORT.")
-            if not _env.is_local_host(host):
-                options = self._ssh_options_arg if self._ssh_options_arg is not None else _env.ssh_options()
-                self._tunnel = SshTunnel(host, path, ssh_options=options, timeout=self.tunnel_timeout)
-                path = self._tunnel.open()
-            local_path = path
-            via = "" if self._tunnel is None else f"through the ssh tunnel to {host}"
-            link = self._zmq_link(f"ipc://{local_path}", via) if self.use_zmq \
-                else StreamLink(lambda: self._connect_local(local_path))
-        self._writer = FrameWriter(link, key, flush_interval=self.flush_interval, flush_size=self.flush_size)
+            if self.use_tcp:
+                address, via = f"tcp://{_zmq_host(self._task_target(host))}:{_executor_port()}", ""
+            else:
+                box: List[Optional[SshTunnel]] = [None]
+                address = f"ipc://{self._tunnelled(host, _executor_socket_path(), box)}"
+                self._tunnel = box[0]
+                via = "" if self._tunnel is None else f"through the ssh tunnel to {host}"
+            link = LutePushLink(address, linger=self.linger, max_frame_size=self.max_frame_size,
+                                connect_timeout=self.connect_timeout, via=via)
+            relink = _relinker(link)
+        self._writer = FrameWriter(link, None, flush_interval=self.flush_interval, flush_size=self.flush_size,
+                                   max_message=self.max_frame_size, lute_names=True, relink=relink)
         self._writer.open()
 
-    def _local_tcp_host(self) -> str:
-        host = self._bind_host()
-        return host if host is not None else "127.0.0.1"  # an address: no name lookup per connection
+    def _task_target(self, host: str) -> str:
+        """The TCP address a Task connects to: the Executor's bind address on this host, else ``host``."""
+        if not _env.is_local_host(host):
+            return host
+        bound = self._bind_host()
+        return bound if bound is not None else "127.0.0.1"  # an address: no name lookup per connection
 
-    def _zmq_link(self, address: str, via: str = "") -> ZmqLink:
-        link = ZmqLink(address, self.linger, send_timeout=self.send_timeout,
-                       connect_timeout=self.connect_timeout, via=via)
-        link.open()
-        return link
+    def _tunnelled(self, host: str, path: str, box: List[Optional[SshTunnel]]) -> str:
+        """The Unix socket path to connect to: ``path`` on this host, else the local end of an ssh
+        tunnel to ``path`` on ``host`` (kept in ``box``)."""
+        if _env.is_local_host(host):
+            return path
+        options = self._ssh_options_arg if self._ssh_options_arg is not None else _env.ssh_options()
+        tunnel = box[0] = SshTunnel(host, path, ssh_options=options, timeout=self.tunnel_timeout)
+        return tunnel.open()
 
-    def _connect_local(self, path: str) -> socket.socket:
-        """Connect to the Executor's Unix socket, or to the local end of the ssh tunnel (checked first:
-        a tunnel whose ssh ended is a TunnelError with ssh's reason, not a refused connection)."""
-        tunnel = self._tunnel
-        if tunnel is not None:
-            tunnel.check()
-        return _connect_unix(path)
+    def _raw_connector(self, host: str, tunnel_box: Optional[List[Optional[SshTunnel]]] = None) -> \
+            Callable[[], socket.socket]:
+        """Opens a raw connection to the Executor (through an ssh tunnel across hosts, opened once)."""
+        if self.use_tcp:
+            port = _executor_port()
+            target = self._task_target(host)
+            timeout = self.connect_timeout
+            return lambda: connect_tcp(target, port, timeout)
+        path = _executor_socket_path()
+        if _env.is_local_host(host):
+            return lambda: connect_unix(path)
+        box: List[Optional[SshTunnel]] = [None] if tunnel_box is None else tunnel_box
+        local_path = self._tunnelled(host, path, box)
+        tunnel = box[0]
+        assert tunnel is not None
+        if tunnel_box is None:
+            self._tunnel = tunnel
+
+        def connect() -> socket.socket:
+            tunnel.check()  # a tunnel whose ssh ended is a TunnelError with ssh's reason
+            return connect_unix(local_path)
+
+        return connect
+
+    def _task_requires_auth(self) -> bool:
+        """Whether a keyless Task on TCP refuses to start: not when the run turned authentication
+        off (``require_auth=False``, or ``LUTE_IPC_REQUIRE_AUTH=0`` inherited from its Executor,
+        which then runs unkeyed sessions, as raw sockets do)."""
+        required = self._require_auth_arg if self._require_auth_arg is not None else _env.require_auth()
+        return required is not False
+
+    def _zmq_session_endpoint(self) -> str:
+        """``LUTE_IPC_ZMQ_SESSION``: the session socket's path (Unix) or port (TCP)."""
+        where = _env.zmq_session()
+        if where is None:
+            raise ConfigurationError(
+                f"{_env.IPC_PROTOCOL} is set but {_env.ZMQ_SESSION} is not: the Executor is a lute_ipc Executor "
+                "that does not use ZeroMQ. Use the same LUTE_USE_ZMQ on both sides.")
+        return where
 
     # ------------------------------------------------------------------ reading
-    def read(self, proc: Optional[subprocess.Popen] = None, wait: Optional[float] = None) -> Message:
-        """Return the next message, or an empty ``Message()`` if none arrives in time.
+    def read(self, proc: Optional[subprocess.Popen[bytes]] = None, wait: Optional[float] = None) -> Message:
+        """Return the next message, or an empty ``Message()`` if none arrives in time. A peer's
+        payload that is not a Message (e.g. ``pickle.dumps(42)``) is given as
+        ``Message(contents=payload)`` and counted in ``stats.foreign_payloads`` (logged once).
+
+        LUTE's Executor reads once more after its Task's process ended and then takes what it
+        has as all there is. So once ``proc`` has ended, the first read (or :attr:`has_messages`)
+        that finds nothing waits (at most :attr:`EXIT_READ_WAIT`) until the reader is idle: every
+        connection closed and what came through it in the queue, or counted if it was bad.
 
         Args:
-            proc: ignored (LUTE compatibility).
+            proc: the Task's process (LUTE's Executor passes it), or None.
             wait: seconds to block for a message (default :attr:`READ_TIMEOUT`, 10 ms).
         """
         queue = self._queue  # set only on a set-up Executor
         if queue is None or self._closed:
             queue = self._executor_queue()  # raises the matching error
+        if proc is not None:
+            self._task_proc = proc
         msg = queue.get(self.READ_TIMEOUT if wait is None else wait)
-        return Message() if msg is None else msg
+        if msg is None:
+            if proc is None or not self._waited_for_exit(proc):
+                return Message()
+            msg = queue.get(0)
+            if msg is None:
+                return Message()
+        if msg.__class__ is not Message and not isinstance(msg, Message):
+            return self._foreign(msg)
+        return msg
+
+    def _waited_for_exit(self, proc: subprocess.Popen[bytes]) -> bool:
+        """Wait for the reader to be idle if ``proc`` has ended and was not waited for yet (a
+        process is marked once a wait for it ended: a caller in another thread meanwhile waits
+        too). Logs a warning when :attr:`EXIT_READ_WAIT` ran out first."""
+        waited = self._waited_procs
+        if waited is None:
+            waited = self._waited_procs = weakref.WeakSet()
+        try:
+            if proc in waited:
+                return False
+        except TypeError:  # not weakly referable: waited for at each such call
+            pass
+        if self._reader is None or proc.poll() is None:
+            return False
+        if not self._reader_idle(self.EXIT_READ_WAIT) and not self._closed:
+            logger.warning("the Task process %s ended, and %g s later (EXIT_READ_WAIT) the Executor was still "
+                           "receiving (a connection open or data unread): read() and has_messages go on with what "
+                           "is queued; what arrives later stays in the queue until read", getattr(proc, "pid", "?"),
+                           self.EXIT_READ_WAIT)
+        try:
+            waited.add(proc)
+        except TypeError:
+            pass
+        return True
+
+    def _reader_idle(self, timeout: float) -> bool:
+        """Executor: whether the reader thread is idle, waiting at most ``timeout`` seconds for it
+        (``_ReaderThread.wait_until_idle``); True when there is no reader."""
+        reader = self._reader
+        return reader is None or bool(reader.wait_until_idle(timeout))
 
     def read_many(self, max_count: int, wait: Optional[float] = None) -> List[Message]:
         """Return up to ``max_count`` waiting messages (oldest first), blocking up to ``wait``
         seconds (default :attr:`READ_TIMEOUT`) for the first; ``[]`` if none came."""
         if max_count < 1:
             raise UsageError("max_count must be >= 1")
-        return self._executor_queue().get_many(max_count, self.READ_TIMEOUT if wait is None else wait)
+        got = self._executor_queue().get_many(max_count, self.READ_TIMEOUT if wait is None else wait)
+        for index, msg in enumerate(got):
+            if msg.__class__ is not Message and not isinstance(msg, Message):
+                got[index] = self._foreign(msg)
+        return got
+
+    def _foreign(self, payload: Any) -> Message:
+        """A peer's payload that is not a Message, as ``Message(contents=payload)`` (counted, logged once)."""
+        stats = self.stats
+        if stats is not None:
+            stats.foreign_payloads += 1
+            if stats.foreign_payloads == 1:
+                logger.warning("a peer sent a %s where a Message was expected: read() gives it as "
+                               "Message(contents=...) (later ones are only counted in stats.foreign_payloads)",
+                               type(payload).__name__)
+        return Message(contents=payload)
 
     def _executor_queue(self) -> MessageQueue:
         if self._party != Party.EXECUTOR:
@@ -470,15 +682,31 @@ class SocketCommunicator(Communicator):
 
     @property
     def has_messages(self) -> bool:
-        """True while messages are waiting (always False on the Task side, as in LUTE)."""
-        return self._party == Party.EXECUTOR and self._queue is not None and len(self._queue) > 0
+        """True while messages are waiting (always False on the Task side, as in LUTE). Once the
+        process last given to :meth:`read` has ended, the first call that finds none waits as
+        :meth:`read` does (LUTE's final loop stops reading when this is False)."""
+        queue = self._queue
+        if self._party != Party.EXECUTOR or queue is None:
+            return False
+        if len(queue) > 0:
+            return True
+        proc = self._task_proc
+        return proc is not None and self._waited_for_exit(proc) and len(queue) > 0
 
     @property
     def max_connections(self) -> int:
         """Raw Executor: open connections allowed at once (see the class docstring)."""
         if self._max_connections is None:
-            self._max_connections = default_max_connections()
+            self._max_connections = raw_bind.default_max_connections()
         return self._max_connections
+
+    @property
+    def tunnel(self) -> Optional[SshTunnel]:
+        """Task across hosts: the ssh tunnel in use (its own, or its process's shared link's)."""
+        if self._tunnel is not None:
+            return self._tunnel
+        writer = self._writer
+        return None if writer is None else getattr(writer.link, "tunnel", None)
 
     @property
     def stats(self) -> Optional[ReaderStats]:
@@ -491,42 +719,85 @@ class SocketCommunicator(Communicator):
         if self._socket_file is not None:
             return self._socket_file
         if self._listener is not None and self.use_tcp:
-            return "%s:%d" % self._listener.getsockname()[:2]
+            host, port = self._listener.getsockname()[:2]
+            return f"{host}:{port}"
         if self._zsocket is not None and self.use_tcp:
             import zmq
 
-            return self._zsocket.getsockopt_string(zmq.LAST_ENDPOINT)
+            endpoint: str = self._zsocket.getsockopt_string(zmq.LAST_ENDPOINT)
+            return endpoint
         return None
 
     # ------------------------------------------------------------------ writing
-    def write(self, msg: Message, proc: Optional[subprocess.Popen] = None) -> None:
-        """Send one Message to the Executor (thread-safe). Sets up on first use if needed."""
-        if self._party != Party.TASK:
-            raise UsageError("write() is for the Task side; the Executor side of a SocketCommunicator reads")
-        if self._closed:
-            raise CommunicatorClosed("this SocketCommunicator was closed")
+    def write(self, msg: Message, proc: Optional[subprocess.Popen[bytes]] = None) -> None:
+        """Send one Message to the Executor (thread-safe). Sets up on first use if needed.
+
+        Raises MessageTooLarge (over the frame limit; nothing sent), AuthenticationError (set-up:
+        missing or wrong key) or TransportError (this send, or an earlier background one, failed)."""
+        require_message(msg, "SocketCommunicator.write()")
         writer = self._writer
         if writer is None:
+            if self._party != Party.TASK:
+                raise UsageError("write() is for the Task side; the Executor side of a SocketCommunicator reads")
+            if self._closed:
+                raise CommunicatorClosed("this SocketCommunicator was closed")
             self.delayed_setup()
             writer = self._writer
+        elif self._closed:
+            raise CommunicatorClosed("this SocketCommunicator was closed")
         writer.write(msg)  # type: ignore[union-attr]
 
     def flush(self) -> None:
-        """Task side: send every buffered message now (no-op before set-up and on the Executor)."""
+        """Task side: send every buffered message now, without waiting for the Executor (no-op
+        before set-up and on the Executor). Raw sockets hand them to the kernel. ZeroMQ hands them
+        to libzmq, whose I/O thread in this process writes them later: a Task that ends with
+        ``os._exit`` must call :meth:`confirm` or :meth:`clear_communicator` first, which wait
+        for the Executor's acknowledgement (a flush that waited would hold the Task behind a slow
+        consumer)."""
         writer = self._writer
         if writer is not None:
             writer.flush()
+
+    def confirm(self, timeout: Optional[float] = None) -> None:
+        """Task side: flush and wait until the Executor acknowledged everything this process sent on
+        the link (session links, raw and ZeroMQ; returns at once toward LUTE's own Executor, which
+        acknowledges nothing). TransportError names the messages not confirmed."""
+        writer = self._writer
+        if writer is not None:
+            writer.confirm(self.confirm_timeout if timeout is None else timeout)
+
+    def clear_communicator(self) -> None:
+        """LUTE's end of a communicator. Task on the shared session link: raw sockets hand the
+        messages to the kernel and raise what is already known to be lost, without waiting for
+        the Executor's acknowledgement (it is awaited by :meth:`close`, :meth:`confirm` and at
+        exit). ZeroMQ waits for it, because until libzmq's I/O thread wrote them the messages
+        are only in this process (a Task ending with ``os._exit`` would lose them): as long as
+        the Executor is heard from (an Executor whose consumer is slow repeats its
+        acknowledgements: backpressure); once it sent nothing for ``linger`` seconds it returns
+        without raising, the messages in flight and still unconfirmed (:meth:`close`,
+        :meth:`confirm` and the exit confirmation name them if they never are). With
+        ``confirm_timeout`` it waits that long and raises TransportError naming what was not
+        confirmed. A lost session or rejected messages raise TransportError. The link stays
+        open for the next communicator. Otherwise the same as :meth:`close`."""
+        writer, lease = self._writer, self._lease
+        if lease is not None and writer is not None and not self._closed:
+            self._closed = True
+            self._writer = self._lease = None
+            registry.release(lease, close=False)
+            writer.hand_over(self.confirm_timeout)
+            return
+        self.close()
 
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:
         """Stop the reader thread, close sockets/contexts, remove the socket file, private
         directory and ssh tunnel, and undo the environment variables this Executor chose. Idempotent.
 
-        Task side: raises TransportError, once everything is released, when messages that
-        :meth:`write` accepted could not be delivered (the final send failed, or ZeroMQ still
-        held messages when ``linger`` ran out). Executor side: messages received but not read
-        are discarded with one warning giving their number. Other failures while closing are
-        logged.
+        Task side: flushes, waits for the Executor's acknowledgement on a session link
+        (``confirm_timeout``), then raises TransportError, once everything is released, when
+        messages that :meth:`write` accepted were not delivered or not confirmed. Executor side:
+        messages received but not read are discarded with one warning giving their number.
+        Other failures while closing are logged.
         """
         first = not self._closed
         address = self.address if first else None
@@ -575,20 +846,36 @@ class SocketCommunicator(Communicator):
     def _close_reader(self) -> None:
         if self._reader is not None:
             self._reader.stop()
+            lute_log.reader_stopped()
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-        if self._zsocket is not None:
-            self._zsocket.close(linger=0)
-            self._zsocket = None
-        if self._zcontext is not None:
-            self._zcontext.term()
-            self._zcontext = None
+        sockets, self._zmq_sockets, self._zsocket = self._zmq_sockets, None, None
+        if sockets is not None:
+            sockets.close()
 
     def _close_writer(self) -> None:
         writer, self._writer = self._writer, None
-        if writer is not None:
+        lease, self._lease = self._lease, None
+        if writer is None:
+            return
+        if lease is not None:  # confirm; the last user closes the process's link
+            wait = self._confirm_wait()
+            confirmed = False
+            try:
+                writer.confirm(wait)
+                confirmed = True
+            finally:  # a bounded wait that ran out is not waited again by the link's close
+                registry.release(lease, close=True, wait=confirmed or wait is None)
+        else:
             writer.close()
+
+    def _confirm_wait(self) -> Optional[float]:
+        """Seconds a Task's close waits for the Executor's acknowledgement: ``confirm_timeout``; on
+        ZeroMQ without it, ``linger``."""
+        if self.confirm_timeout is None and self.use_zmq:
+            return self.linger
+        return self.confirm_timeout
 
     def _close_tunnel(self) -> None:
         tunnel, self._tunnel = self._tunnel, None
@@ -614,19 +901,6 @@ class SocketCommunicator(Communicator):
 
 
 # ---------------------------------------------------------------------- helpers
-def default_max_connections() -> int:
-    """1024, or half the soft open-file limit when that is lower (at least 16)."""
-    try:
-        import resource
-
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    except (ImportError, OSError, ValueError):
-        return 1024
-    if soft == resource.RLIM_INFINITY:
-        return 1024
-    return max(16, min(1024, soft // 2))
-
-
 def _zmq_receive_hwm(queue_size: int) -> int:
     """The Executor's ZeroMQ receive high-water mark for ``queue_size`` (ZeroMQ messages per connected Task).
 
@@ -638,52 +912,57 @@ def _zmq_receive_hwm(queue_size: int) -> int:
     return max(low, min(high, queue_size // _FRAMES_PER_ZMQ_MESSAGE))
 
 
-def _remove_stale_socket(path: str) -> None:
-    """Remove a socket file nobody listens on; refuse to take over a live one or a non-socket."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise ConfigurationError(f"LUTE_SOCKET={path} exists and is not a socket; unset LUTE_SOCKET or "
-                                 "choose another path")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except (ConnectionRefusedError, FileNotFoundError):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        return
-    finally:
-        probe.close()
-    raise ConfigurationError(f"another process is already listening on LUTE_SOCKET={path}; unset LUTE_SOCKET "
-                             "to get a private socket, or choose another path")
+_LINK_VARIABLES = (_env.IPC_PROTOCOL, _env.USE_TCP, _env.EXECUTOR_HOST, _env.SOCKET, _env.PORT, _env.IPC_KEY,
+                   _env.BIND_HOST, _env.ZMQ_SESSION, _env.MAX_FRAME_SIZE, _env.EXECUTOR_MAX_FRAME_SIZE)
+"""The variables that say which Executor a Task's link goes to (``_link_spec``; ``USE_TCP`` is second)."""
+_ENV_DATA = getattr(os.environ, "_data", None) if os.name == "posix" else None
+_LINK_KEYS = tuple(os.fsencode(name) for name in _LINK_VARIABLES)
 
 
-def _connect_unix(path: str) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError as exc:
-        sock.close()
-        raise TransportError(f"cannot connect to the Executor's Unix socket {path}: {exc}. Is the Executor "
-                             "running, and is LUTE_SOCKET the path it exported?") from exc
-    return sock
+def _link_environment() -> Tuple[Any, ...]:
+    """The values of :data:`_LINK_VARIABLES` (raw octets when the platform allows: this runs once
+    per communicator in LUTE's per-message pattern, and ``os.environ.get`` decodes every value)."""
+    data = _ENV_DATA
+    if data is not None:
+        return tuple(map(data.get, _LINK_KEYS))
+    environ = os.environ
+    return tuple(environ.get(name) for name in _LINK_VARIABLES)
 
 
-def _connect_tcp(host: str, port: int, timeout: float) -> socket.socket:
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except OSError as exc:
-        raise TransportError(f"cannot connect to the Executor at {host}:{port} over TCP: {exc}. Is the "
-                             "Executor running, and are LUTE_EXECUTOR_HOST/LUTE_PORT the values it "
-                             "exported?") from exc
-    sock.settimeout(None)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+def _close_tunnel(box: List[Optional[SshTunnel]]) -> None:
+    tunnel, box[0] = box[0], None
+    if tunnel is not None:
+        tunnel.close()
+
+
+def _relinker(link: Any) -> Callable[[], Any]:
+    """A forked child's writer gets a ZeroMQ link of its own (the parent's is left untouched)."""
+    box = [link]
+
+    def relink() -> Any:
+        box[0] = box[0].renewed()
+        return box[0]
+
+    return relink
 
 
 def _zmq_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def _executor_port() -> int:
+    """The Executor's TCP port for a Task (``LUTE_PORT``); ConfigurationError when it is missing."""
+    port = _env.port()
+    if port is None:
+        raise ConfigurationError("LUTE_USE_TCP is set but LUTE_PORT is not: set LUTE_PORT to the "
+                                 "Executor's port (the Executor exports it when it picks one).")
+    return port
+
+
+def _executor_socket_path() -> str:
+    """The Executor's Unix socket path for a Task (``LUTE_SOCKET``); ConfigurationError when it is missing."""
+    path = _env.socket_path()
+    if path is None:
+        raise ConfigurationError("LUTE_SOCKET is not set: set it to the Executor's Unix socket path "
+                                 "(the Executor exports it), or set LUTE_USE_TCP and LUTE_PORT.")
+    return path

@@ -20,9 +20,12 @@ Pure Python, no I/O: imported by the pure and the Cython twins alike.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Optional
+from typing import TYPE_CHECKING, Any, Iterable, List, Optional
 
 from .errors import UndecodableBytes
+
+if TYPE_CHECKING:  # typing.TypeGuard is 3.10+; annotations are never evaluated here
+    from typing import TypeGuard
 
 __all__ = ["Item", "Pickled", "Text", "Signal", "StreamError", "coalesce", "undecodable_error"]
 
@@ -47,7 +50,7 @@ class Pickled(Item):
         self.value = value
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is Pickled and self.value == other.value  # type: ignore[attr-defined]
+        return type(other) is Pickled and self.value == other.value
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -68,7 +71,7 @@ class Text(Item):
         self.text = text
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is Text and self.text == other.text  # type: ignore[attr-defined]
+        return type(other) is Text and self.text == other.text
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -92,7 +95,7 @@ class Signal(Item):
         self.name = name
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is Signal and self.name == other.name  # type: ignore[attr-defined]
+        return type(other) is Signal and self.name == other.name
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -125,8 +128,8 @@ class StreamError(Item):
         return self.data.decode("utf-8", "backslashreplace")
 
     def __eq__(self, other: object) -> bool:
-        return (type(other) is StreamError and type(self.error) is type(other.error)  # type: ignore[attr-defined]
-                and self.data == other.data)  # type: ignore[attr-defined]
+        return (type(other) is StreamError and type(self.error) is type(other.error)
+                and self.data == other.data)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -144,8 +147,8 @@ def undecodable_error(offset: int, data: bytes) -> StreamError:
     return StreamError(error, data)
 
 
-def _is_undecodable(item: Item) -> bool:
-    return type(item) is StreamError and isinstance(item.error, UndecodableBytes)  # type: ignore[attr-defined]
+def _is_undecodable(item: Optional[Item]) -> TypeGuard[StreamError]:
+    return type(item) is StreamError and isinstance(item.error, UndecodableBytes)
 
 
 def coalesce(items: Iterable[Item]) -> List[Item]:
@@ -157,9 +160,9 @@ def coalesce(items: Iterable[Item]) -> List[Item]:
     for item in items:
         last: Optional[Item] = out[-1] if out else None
         if type(item) is Text and type(last) is Text:
-            out[-1] = Text(last.text + item.text)  # type: ignore[union-attr]
+            out[-1] = Text(last.text + item.text)
         elif last is not None and _is_undecodable(item) and _is_undecodable(last):
-            merged = StreamError(last.error, last.data + item.data)  # type: ignore[union-attr]
+            merged = StreamError(last.error, last.data + item.data)
             out[-1] = merged
         else:
             out.append(item)

@@ -36,7 +36,7 @@ deliver what is queued) or explicitly by :func:`close_reporter`, and is reset in
 forked child so parent and child never share one connection.
 
 Ordering: messages on one channel arrive in the order they were reported; the pipe and
-the socket are two channels. The socket writer batches (see :mod:`lute_ipc._writer`), so
+the socket are two channels. The socket writer batches (see :mod:`lute_ipc.transport.writer`), so
 before a signal other than ``TASK_LOG`` goes through the pipe, the socket's buffer is
 flushed: the results a signal concludes have left the Task before the signal does (they
 may still be read after it, as in LUTE; the Executor helper :mod:`lute_ipc.executor`
@@ -53,7 +53,7 @@ from typing import List, Optional, Type
 
 from .communicator import Communicator
 from .errors import CommunicatorClosed, UsageError
-from .message import Message, Party
+from .message import Message, Party, require_message
 
 __all__ = ["PIPE_TEXT_LIMIT", "TaskReporter", "report", "get_reporter", "close_reporter"]
 
@@ -114,8 +114,7 @@ class TaskReporter:
 
     def report(self, msg: Message) -> None:
         """Send ``msg`` to the Executor through the pipe or the socket (see the module docs)."""
-        if not isinstance(msg, Message):
-            raise UsageError(f"report() takes a lute_ipc.Message, not {type(msg).__name__}")
+        require_message(msg, "report()")
         if self._closed:
             raise CommunicatorClosed("this TaskReporter was closed")
         if goes_to_pipe(msg, self.pipe_text_limit):
@@ -178,7 +177,7 @@ class TaskReporter:
             if comm is not None:
                 comm.close()
 
-    def __enter__(self) -> "TaskReporter":
+    def __enter__(self) -> TaskReporter:
         return self
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],

@@ -105,7 +105,7 @@ class SshTunnel:
         self.server_alive_count_max = int(server_alive_count_max)
         self._ended: Optional[str] = None
         self._dir: Optional[str] = None
-        self._proc: Optional[subprocess.Popen] = None
+        self._proc: Optional[subprocess.Popen[bytes]] = None
         self.local_socket: Optional[str] = None
 
     def command(self, local_socket: str) -> List[str]:
@@ -179,7 +179,7 @@ class SshTunnel:
                                   f"{self._stderr() or 'no error output'}. Check that 'ssh "
                                   f"{' '.join(self.ssh_options + [self.destination])}' works without a "
                                   "password and that the Executor socket exists there.")
-            if self._accepts():
+            if self._accepts(self.local_socket):
                 return
             if time.monotonic() >= deadline:
                 raise TunnelError(f"ssh tunnel to {self.destination} did not accept connections within "
@@ -188,10 +188,11 @@ class SshTunnel:
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
-    def _accepts(self) -> bool:
+    @staticmethod
+    def _accepts(path: str) -> bool:
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            probe.connect(self.local_socket)
+            probe.connect(path)
             return True
         except (FileNotFoundError, ConnectionRefusedError):
             return False
@@ -237,7 +238,7 @@ class SshTunnel:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
-    def __enter__(self) -> "SshTunnel":
+    def __enter__(self) -> SshTunnel:
         self.open()
         return self
 

@@ -81,3 +81,37 @@ def test_env_switch_selects_the_pure_core(value: str, expected: str) -> None:
                             capture_output=True, text=True, env=env, timeout=60)
     default = "cython" if IMPLEMENTATIONS["c"] is not None else "python"
     assert result.stdout.strip() == (expected or default), result.stderr
+
+
+_WITHOUT_EXTENSION = "import sys; sys.modules['lute_ipc._framing_c'] = None  # as if it was never built\n"
+
+
+def _import_lute_ipc(prelude: str, pure: str) -> subprocess.CompletedProcess:
+    code = prelude + ("import lute_ipc, lute_ipc.framing as f, lute_ipc.sockets, lute_ipc.task\n"
+                      "print(f.IMPLEMENTATION)\n")
+    env = dict(os.environ, LUTE_IPC_PURE_PYTHON=pure)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_pure_core_by_accident_warns_once() -> None:
+    """No extension and no LUTE_IPC_PURE_PYTHON: one PurePythonFallbackWarning, then it works."""
+    result = _import_lute_ipc(_WITHOUT_EXTENSION, pure="")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "python"
+    assert result.stderr.count("PurePythonFallbackWarning") == 1, result.stderr
+    assert "LUTE_IPC_PURE_PYTHON=1" in result.stderr and "python -m lute_ipc info" in result.stderr
+
+
+@pytest.mark.parametrize("prelude", ["", _WITHOUT_EXTENSION], ids=["as-built", "no-extension"])
+def test_pure_core_on_purpose_does_not_warn(prelude: str) -> None:
+    result = _import_lute_ipc("import warnings; warnings.simplefilter('error')\n" + prelude, pure="1")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.strip() == "python"
+
+
+def test_cython_core_does_not_warn() -> None:
+    if IMPLEMENTATIONS["c"] is None:
+        pytest.skip("the extension is not built here")
+    result = _import_lute_ipc("import warnings; warnings.simplefilter('error')\n", pure="")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.strip() == "cython"

@@ -83,6 +83,42 @@ def test_info(tmp_path: Path) -> None:
     assert "set (never shown)" in out and key not in out
 
 
+def _main_without(module: str, tmp_path: Path, *args: str,
+                  extra: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+    """The command line in a fresh process where ``import module`` fails (as if not installed/built)."""
+    code = (f"import sys; sys.modules[{module!r}] = None\n"
+            "from lute_ipc.cli import main\nsys.exit(main(sys.argv[1:], prog='python -m lute_ipc'))\n")
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, env=_env(extra),
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_info_explains_an_accidental_pure_core(tmp_path: Path) -> None:
+    proc = _main_without("lute_ipc._framing_c", tmp_path, "info", extra={"LUTE_IPC_PURE_PYTHON": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert "implementation: python (" in proc.stdout
+    assert "not chosen: the Cython extension lute_ipc._framing_c did not load" in proc.stdout
+    assert "LUTE_IPC_PURE_PYTHON=1" in proc.stdout
+    assert proc.stderr.count("PurePythonFallbackWarning") == 1
+
+
+def test_info_says_the_pure_core_was_chosen(tmp_path: Path) -> None:
+    proc = _cli(tmp_path, "info", extra={"LUTE_IPC_PURE_PYTHON": "1"})
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert "implementation: python (" in proc.stdout and "chosen with LUTE_IPC_PURE_PYTHON" in proc.stdout
+
+
+def test_bench_plot_skipped_is_a_failure(tmp_path: Path) -> None:
+    """--plot without matplotlib: the tables are printed, the plot is not, and the exit code says so."""
+    report = tmp_path / "report.json"
+    made = _cli(tmp_path, "bench", "--smoke", "--json", str(report), timeout=300)
+    assert made.returncode == 0, made.stdout + made.stderr
+    plot = tmp_path / "plot.png"
+    proc = _main_without("matplotlib", tmp_path, "bench", "--from-json", str(report), "--plot", str(plot))
+    assert "plot skipped" in proc.stdout and not plot.exists()
+    assert proc.returncode == 1
+    assert "--plot" in _one_line_error(proc)
+
+
 def test_info_reports_a_bad_environment(tmp_path: Path) -> None:
     proc = _cli(tmp_path, "info", extra={"LUTE_PORT": "not-a-port"})
     assert proc.returncode == 1
@@ -172,3 +208,35 @@ def test_importing_the_usage_modules_has_no_side_effects(tmp_path: Path) -> None
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0 and proc.stdout == "clean\n", proc.stderr
+
+
+def test_demo_checks_can_fail() -> None:
+    """The demo's verdict (plain code): the result before the flushed "done" line is a failure,
+    as are data out of order; the right order passes."""
+    from lute_ipc._demo_task import DONE_LINE
+    from lute_ipc.cli import DemoChecks
+    from lute_ipc.executor import Outcome
+
+    def verdict(events: list) -> list:
+        checks = DemoChecks(2, DONE_LINE)
+        for kind, value in events:
+            {"data": checks.data_message, "log": checks.log_line, "result": lambda _: checks.result()}[kind](value)
+        return checks.problems(Outcome.DONE, 0, ["r"], "r")
+
+    done = f"TASK_LOG -- INFO:lute_ipc.demo.task: {DONE_LINE}"
+    assert verdict([("data", 0), ("data", 1), ("log", done), ("result", None)]) == []
+    late = verdict([("data", 0), ("data", 1), ("result", None), ("log", done)])
+    assert len(late) == 1 and "the result arrived before the log line" in late[0]
+    assert verdict([("data", 1), ("data", 0), ("log", done), ("result", None)]) == \
+        ["data messages arrived out of order"]
+
+
+@pytest.mark.parametrize("run", range(4))
+def test_demo_small_runs_keep_the_done_line_before_the_result(tmp_path: Path, run: int) -> None:
+    """The issue's case: with 200 messages the result used to overtake the flushed "done" line."""
+    proc = _cli(tmp_path, "demo", "--messages", "200", *(["--raw"] if run % 2 else []))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    done = next(i for i, line in enumerate(lines) if "done: reporting the result" in line)
+    result = next(i for i, line in enumerate(lines) if line.startswith("[result]"))
+    assert done < result

@@ -175,7 +175,7 @@ def test_frame_tagger_is_hmac_sha256_for_any_key_length(key_size: int) -> None:
 def test_loads_any_buffer_any_size_any_protocol(protocol: int, kind: type) -> None:
     """Small payloads take the scan path, large ones the mapping unpickler (zero-copy for views)."""
     small = [Message("s", "TASK_LOG"), TaskRequestMessage(TaskRequest("r"))]
-    large = small + [{"blob": b"x" * (codec.SCAN_LIMIT * 4), "array": bytearray(b"y" * 100)}]
+    large = small + [{"blob": b"x" * (8192 * 4), "array": bytearray(b"y" * 100)}]
     for obj in (small, large):
         data = pickle.dumps(obj, protocol)
         assert codec.loads(kind(data)) == obj

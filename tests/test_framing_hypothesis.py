@@ -27,8 +27,13 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 
 MARKERS = [b";;;", b";;;GSM", b"MSG;;;", b"MAC;;;", b";;;CAM", b"\x80\x04", b"MSG;;;12;;;", b"M", b"MS"]
 nasty_bytes = st.lists(st.one_of(st.binary(max_size=12), st.sampled_from(MARKERS)), max_size=6).map(b"".join)
+# objects: contents the Cython envelope writes around their own pickle (any type of plain data)
+objects = st.recursive(st.one_of(st.integers(), st.text(max_size=8), nasty_bytes, st.floats(allow_nan=False)),
+                       lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                               st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+                       max_leaves=12)
 contents = st.one_of(st.none(), st.integers(), st.text(max_size=30), nasty_bytes,
-                     nasty_bytes.map(lambda b: b.decode("latin-1")))
+                     nasty_bytes.map(lambda b: b.decode("latin-1")), objects)
 signals = st.one_of(st.none(), st.sampled_from(["TASK_LOG", "TASK_RESULT", "TASK_DONE"]))
 messages = st.builds(Message, contents, signals)
 
@@ -143,3 +148,36 @@ def test_random_bytes_never_raise_and_are_accounted(blob: bytes, data: Any) -> N
         assert frames == len(out) and errors_count == len(found)
         # every byte is either part of a delivered/rejected frame or counted as skipped
         assert skipped <= len(blob)
+
+
+def run_into(impl: ModuleType, pieces: List[bytes], into: List[bool], **options: Any) -> Tuple[Any, ...]:
+    """Like :func:`run`, but piece i goes into ``pending_buffer()`` (as far as it holds) when
+    ``into[i]`` and a frame is in progress; the rest of the piece is fed."""
+    found: List[Tuple[str, Any, str]] = []
+    decoder = impl.FrameDecoder(on_error=lambda e: found.append((type(e).__name__, e.offset, str(e))), **options)
+    out: List[Any] = []
+    for i, piece in enumerate(pieces):
+        view = decoder.pending_buffer() if into[i % len(into)] else None
+        if view is not None:
+            size = min(len(view), len(piece))
+            view[:size] = piece[:size]
+            del view
+            out += decoder.commit(size)
+            piece = piece[size:]
+        if piece:
+            out += decoder.feed(piece)
+    out += decoder.feed_eof()
+    return out, found, (decoder.errors, decoder.frames, decoder.skipped_bytes, decoder.bytes_fed, decoder.buffered)
+
+
+@SETTINGS
+@given(st.lists(element, max_size=12), st.data(), st.lists(st.booleans(), min_size=1, max_size=8))
+def test_receive_into_is_feeding(elements: List[Tuple[str, Any]], data: Any, into: List[bool]) -> None:
+    """Writing into ``pending_buffer()`` and committing gives exactly what feeding gives, on both
+    twins, whatever the stream (garbage, lying and cut frames) and the chunking."""
+    stream = build(elements)
+    pieces = data.draw(chunked(stream))
+    results = {name: run_into(module, pieces, into, key=KEY) for name, module in TWINS.items()}
+    reference = run(_framing_py, pieces, key=KEY)
+    for name, result in results.items():
+        assert result == reference, name

@@ -7,39 +7,30 @@ skip locally, and fail under CI so they can never be skipped silently.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, Iterator, List, Tuple
 
 import pytest
 
-from lute_ipc import Message, Party, SocketCommunicator, TaskRequest, TaskRequestMessage, TaskMetadataMessage
+from lute_ipc import Message, Party, SocketCommunicator, TaskMetadataMessage, TaskRequest, TaskRequestMessage
+from tests.socket_tasks.lute_executor import PEERS, LuteExecutorPeer
 
-PEERS = Path(__file__).parent / "interop_peers"
 pytestmark = pytest.mark.interop
 
 
-def _lute_importable() -> bool:
-    probe = subprocess.run([sys.executable, "-c", "import lute.execution.ipc"], capture_output=True, timeout=120)
-    return probe.returncode == 0
-
-
 @pytest.fixture(scope="module", autouse=True)
-def lute_package() -> None:
-    if not _lute_importable():
-        if os.environ.get("CI"):
-            pytest.fail("lute-lcls 0.3.0 is not installed: .ci/run must install it")
-        pytest.skip("lute-lcls 0.3.0 is not installed (pip install --no-deps lute-lcls==0.3.0 typing_extensions)")
+def _needs_lute(lute_package: None) -> None:
+    """Every test here runs a LUTE peer."""
 
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("LUTE_SOCKET", "LUTE_PORT", "LUTE_USE_TCP", "LUTE_EXECUTOR_HOST", "LUTE_IPC_KEY", "LUTE_USE_ZMQ"):
+    for name in ("LUTE_SOCKET", "LUTE_PORT", "LUTE_USE_TCP", "LUTE_EXECUTOR_HOST", "LUTE_IPC_KEY", "LUTE_USE_ZMQ",
+                 "LUTE_IPC_PROTOCOL", "LUTE_IPC_ZMQ_SESSION"):
         monkeypatch.delenv(name, raising=False)
     yield
 
@@ -94,24 +85,13 @@ def test_lute_task_to_lute_ipc_executor(clean_env: None, zmq: bool) -> None:
 def test_lute_ipc_task_to_lute_executor(clean_env: None, zmq: bool) -> None:
     """Our Task-side SocketCommunicator -> LUTE's Executor-side SocketCommunicator: delivered."""
     sent = [Message(i, "TASK_LOG") for i in range(20)] + [Message({"done": True}, "TASK_DONE")]
-    peer = subprocess.Popen([sys.executable, str(PEERS / "lute_socket_executor.py"), "1" if zmq else "0",
-                             str(len(sent)), "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ))
-    try:
-        assert peer.stdout is not None
-        env = json.loads(peer.stdout.readline())
-        os.environ.update(env)
+    with LuteExecutorPeer("lute_socket_executor.py", "1" if zmq else "0", len(sent), 60, env=dict(os.environ)) as peer:
+        os.environ.update(peer.exported)
         with SocketCommunicator(Party.TASK, use_zmq=zmq) as task:
             task.delayed_setup()
             for msg in sent:
                 task.write(msg)
-        out, err = peer.communicate(timeout=120)
-    finally:
-        if peer.poll() is None:
-            peer.kill()
-            peer.wait()
-    assert peer.returncode == 0, err.decode()[-2000:]
-    received = pickle.loads(bytes.fromhex(out.decode().strip().splitlines()[-1]))
+        received = peer.report(120)
     assert [(contents, signal) for _, _, contents, signal in received] == [(repr(m.contents), m.signal) for m in sent]
 
 
@@ -121,26 +101,19 @@ def test_lute_executor_loses_frames_after_a_separator_payload(clean_env: None) -
     The same messages through our Executor all arrive (test_lute_task_to_lute_ipc_executor).
     """
     sent = [Message("before"), Message("has ;;; inside"), Message("after")]
-    peer = subprocess.Popen([sys.executable, str(PEERS / "lute_socket_executor.py"), "0", str(len(sent)), "3"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
-    try:
-        assert peer.stdout is not None
-        os.environ.update(json.loads(peer.stdout.readline()))
+    with LuteExecutorPeer("lute_socket_executor.py", "0", len(sent), 3, env=dict(os.environ)) as peer:
+        os.environ.update(peer.exported)
         for msg in sent:  # one connection per message, as LUTE Tasks do
             with SocketCommunicator(Party.TASK, use_zmq=False) as task:
                 task.delayed_setup()
                 task.write(msg)
-        out, _ = peer.communicate(timeout=60)
-    finally:
-        if peer.poll() is None:
-            peer.kill()
-            peer.wait()
-    received = [eval(contents) for _, _, contents, _ in pickle.loads(bytes.fromhex(out.decode().strip().splitlines()[-1]))]
+        report = peer.report(60, check=False)
+    received = [eval(contents) for _, _, contents, _ in report]
     assert received == ["before"]  # LUTE lost the separator payload and everything after it
 
 
 # ----------------------------------------------------------------------------- pipes and requests
-def _run_lute_pipe_task(*args: str) -> Tuple[List[Message], "subprocess.Popen[bytes]", List[Message]]:
+def _run_lute_pipe_task(*args: str) -> Tuple[List[Message], subprocess.Popen[bytes], List[Message]]:
     """Run the LUTE pipe Task under our Executor-side communicators; answer its socket request."""
     from lute_ipc import PipeCommunicator, TaskResponse, TaskResponseMessage
 
@@ -151,6 +124,8 @@ def _run_lute_pipe_task(*args: str) -> Tuple[List[Message], "subprocess.Popen[by
         sock.delayed_setup()
         proc = subprocess.Popen([sys.executable, "-O", str(PEERS / "lute_pipe_task.py"), *args], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            os.set_blocking(stream.fileno(), False)  # as LUTE's Executor: blocking pipes mean "read to the end"
         deadline = time.monotonic() + 60
         try:
             while time.monotonic() < deadline:
@@ -191,10 +166,17 @@ def test_request_round_trip_lute_task_with_lute_ipc_executor(clean_env: None) ->
     # Text read from the Task's stderr arrives as whatever each read() returned: the REPLY line may
     # share a message with other text (e.g. a log line written just before it), so look at lines.
     texts = [m.contents for m in got if isinstance(m.contents, str)] + [stderr]
-    reply_lines = [line.lstrip("(") for text in texts for line in text.splitlines()
-                   if line.lstrip("(").startswith("REPLY")]
+    reply_lines = [line[line.index("REPLY"):] for text in texts for line in text.splitlines()
+                   if "REPLY" in line]  # (after whatever the same read() joined to its line: " (", ...)
     assert reply_lines, got
     assert "TaskResponse(response=['task-a', 'task-b'], for_task=None) TASK_RESPONSE" in reply_lines[0]
+
+
+def _said(seen: list, contents: str, signal: str) -> bool:
+    """LUTE's PipeCommunicator read (``repr(contents)``, ``signal``) as one message, or as two: it reads
+    a message's contents from stdout and its signal from stderr, so a read that finds the contents
+    before the signal arrived gives ``(contents, None)`` and the next one ``(None, signal)``."""
+    return (contents, signal) in seen or ((contents, None) in seen and ("None", signal) in seen)
 
 
 def test_lute_ipc_task_with_lute_executor_pipes_and_request(clean_env: None) -> None:
@@ -204,9 +186,21 @@ def test_lute_ipc_task_with_lute_executor_pipes_and_request(clean_env: None) -> 
                           timeout=120, env=dict(os.environ))
     assert peer.returncode == 0, peer.stderr.decode()[-3000:]
     seen = pickle.loads(bytes.fromhex(peer.stdout.decode().strip().splitlines()[-1]))
-    assert ("'started'", "TASK_STARTED") in seen
-    assert ("{'result': [1, 2, 3]}", "TASK_RESULT") in seen
+    assert _said(seen, "'started'", "TASK_STARTED"), seen
+    assert _said(seen, "{'result': [1, 2, 3]}", "TASK_RESULT"), seen
     assert any(signal == "TASK_REQUEST" and "RUNNING_TASKS" in contents for contents, signal in seen)
-    replies = [contents for contents, signal in seen if signal == "TASK_LOG"]
-    assert replies == ["\"reply lute_ipc.message.TaskResponse ['task-a', 'task-b'] TASK_RESPONSE\""], seen
-    assert ("'bye'", "TASK_DONE") in seen
+    assert _said(seen, "\"reply lute_ipc.message.TaskResponse ['task-a', 'task-b'] TASK_RESPONSE\"", "TASK_LOG"), seen
+    assert _said(seen, "'bye'", "TASK_DONE"), seen
+
+
+def test_lute_ipc_request_accepts_the_plain_reply_of_lutes_executor(clean_env: None) -> None:
+    """LUTE's Executor answers a TASK_REQUEST with ``Message(contents=<answer>)`` (no TaskResponse):
+    request() in a lute_ipc Task whose Executor is LUTE (no LUTE_IPC_PROTOCOL) takes it as the reply."""
+    task = [sys.executable, str(PEERS / "lute_ipc_pipe_task.py")]
+    env = {k: v for k, v in os.environ.items() if k != "LUTE_IPC_PROTOCOL"}
+    peer = subprocess.run([sys.executable, "-O", str(PEERS / "lute_pipe_executor.py"), *task], capture_output=True,
+                          timeout=120, env=dict(env, PEER_PLAIN_REPLY="1"))
+    assert peer.returncode == 0, peer.stderr.decode()[-3000:]
+    seen = pickle.loads(bytes.fromhex(peer.stdout.decode().strip().splitlines()[-1]))
+    assert _said(seen, "\"reply lute_ipc.message.TaskResponse {'managed_tasks': ['task-a', 'task-b']} TASK_RESPONSE\"",
+                 "TASK_LOG"), seen

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
-from typing import Iterator, List
+import subprocess
+import sys
+from contextlib import contextmanager
+from typing import Iterator, List, Tuple
 
 import pytest
 
 from lute_ipc import Message, Party, SocketCommunicator
 from lute_ipc.errors import ConfigurationError
 from lute_ipc.log_handler import SocketLogHandler, log_record_from_contents
+from tests.socket_tasks.helpers import clear_lute_env
 
-from .usage_tasks.common import TRANSPORTS, child_env, clean_lute_env, read_until, read_until_quiet, start, use_tcp
+from .usage_tasks.common import TRANSPORTS, child_env, read_until, read_until_quiet, start, use_tcp
 
 RECORD = "record %d with ;;; and ;;;GSM inside"
 
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    clean_lute_env(monkeypatch)
+    clear_lute_env(monkeypatch)
 
 
 @pytest.fixture
@@ -39,6 +44,22 @@ def _logger(handler: logging.Handler, name: str) -> logging.Logger:
     return logger
 
 
+@contextmanager
+def _task_run(monkeypatch: pytest.MonkeyPatch, transport: Tuple[bool, bool], script: str, arg: int,
+              count: int) -> Iterator[Tuple[SocketCommunicator, List[Message]]]:
+    """An Executor on ``transport`` (use_zmq, tcp) and the Task ``tests/usage_tasks/<script> <arg>``
+    run to its end (exit code 0): the Executor, still open, and the first ``count`` messages or more."""
+    use_zmq, tcp = transport
+    use_tcp(monkeypatch, tcp)
+    with SocketCommunicator(Party.EXECUTOR, use_zmq=use_zmq) as executor:
+        executor.delayed_setup()
+        proc = start(script, arg, env=child_env(use_zmq=use_zmq))
+        got = read_until(executor, lambda msgs: len(msgs) >= count)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err.decode()
+        yield executor, got
+
+
 def _task_side(use_zmq: bool = False) -> SocketCommunicator:
     comm = SocketCommunicator(Party.TASK, use_zmq=use_zmq)
     comm.delayed_setup()
@@ -48,19 +69,12 @@ def _task_side(use_zmq: bool = False) -> SocketCommunicator:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_10k_records_from_a_task_process_none_lost_in_order(monkeypatch: pytest.MonkeyPatch, clean_env: None,
                                                             transport: tuple) -> None:
-    zmq, tcp = transport
-    use_tcp(monkeypatch, tcp)
     count = 10_000
-    with SocketCommunicator(Party.EXECUTOR, use_zmq=zmq) as executor:
-        executor.delayed_setup()
-        proc = start("log_task.py", count, env=child_env(use_zmq=zmq))
-        got = read_until(executor, lambda msgs: len(msgs) >= count)
-        out, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0, err.decode()
+    with _task_run(monkeypatch, transport, "log_task.py", count, count) as (executor, got):
         got.extend(executor.read_many(100, wait=0.2))  # nothing more may come
         assert [m.signal for m in got] == ["TASK_LOG"] * count
         assert [m.contents for m in got] == [RECORD % i for i in range(count)]
-        if not zmq:
+        if not transport[0]:  # raw sockets
             assert executor.stats.connections_accepted == 1  # one persistent connection
         assert executor.stats.framing_errors == 0
 
@@ -241,3 +255,48 @@ def test_close_with_a_stalled_executor_reports_what_it_could_not_deliver(raw_exe
     got = read_until_quiet(raw_executor, quiet=0.5)
     task.close()
     assert len(got) >= handler.sent
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_flushed_record_arrives_before_a_later_report(monkeypatch: pytest.MonkeyPatch, clean_env: None,
+                                                        transport: tuple) -> None:
+    """flush() pushes the record out of the handler's link, so it reaches the Executor before a
+    TASK_RESULT reported afterwards through the Task's other connection. Repeated: it was a race."""
+    rounds = 200
+    with _task_run(monkeypatch, transport, "flush_order_task.py", rounds, 2 * rounds) as (_, got):
+        pass
+    order = [f"log {m.contents.split()[-1]}" if m.signal == "TASK_LOG" else f"result {m.contents['round']}"
+             for m in got]
+    late = [i for i in range(rounds) if order.index(f"log {i}") > order.index(f"result {i}")]
+    assert not late, f"{len(late)} of {rounds} flushed records arrived after the next report: rounds {late[:10]}"
+
+
+_FAILING_CONSTRUCTOR = """
+import logging
+from lute_ipc.errors import ConfigurationError
+from lute_ipc.log_handler import SocketLogHandler
+logging.basicConfig(level=logging.INFO)
+try:
+    SocketLogHandler()
+except ConfigurationError as exc:
+    kept = exc  # its traceback keeps the constructor's frame (and self) alive until exit
+    print("refused:", exc)
+logging.info("still logging")
+"""
+
+
+@pytest.mark.parametrize("caught", [True, False], ids=["caught", "uncaught"])
+def test_a_failing_constructor_leaves_no_half_built_handler(clean_env: None, caught: bool) -> None:
+    """No LUTE environment: the constructor raises ConfigurationError, and nothing half-built is
+    left registered for logging.shutdown() to trip over at exit."""
+    code = _FAILING_CONSTRUCTOR if caught else "from lute_ipc.log_handler import SocketLogHandler\nSocketLogHandler()\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("LUTE_")
+                               or k == "LUTE_IPC_PURE_PYTHON"})
+    if caught:
+        assert proc.returncode == 0 and proc.stdout.startswith("refused:"), proc.stderr
+        assert proc.stderr == "INFO:root:still logging\n"
+    else:
+        assert proc.returncode == 1
+        assert proc.stderr.rstrip().splitlines()[-1].startswith("lute_ipc.errors.ConfigurationError")
+    assert "AttributeError" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr

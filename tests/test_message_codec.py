@@ -108,10 +108,17 @@ def test_lute_class_path_is_read_as_ours() -> None:
     assert type(read) is Message and read == Message("from LUTE", "TASK_LOG") == codec.loads(lute_bytes)
 
 
+def _as_a_peer_may_send(contents: object, signal: object) -> Message:
+    """A Message the constructor refuses (a non-text signal) but a LUTE peer can still pickle."""
+    msg = Message(contents)
+    msg.signal = signal  # type: ignore[assignment]
+    return msg
+
+
 @pytest.mark.parametrize("msg", [
     Message(contents=1, signal="TASK_LOG"),
     Message(contents=bytearray(b"bytes"), signal="TASK_LOG"),
-    Message(contents="x", signal=7),
+    _as_a_peer_may_send("x", 7),
     TaskMetadataMessage(contents={"a": 1}),
     Message(contents="x" * (16 * 1024 + 1), signal="TASK_LOG"),
 ], ids=["int", "bytearray", "int-signal", "subclass", "too-long"])

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, Iterator, List, Optional
 
 import pytest
 
@@ -214,8 +214,10 @@ def test_original_lute_text_mode_task(nonblocking: bool) -> None:
     assert messages == [Message("hello", "TASK_LOG")]
 
 
-def test_read_returns_within_wait_when_nothing_comes(executor: PipeCommunicator, nonblocking: bool) -> None:
-    proc = spawn("silent", "5", nonblocking=nonblocking)
+def test_read_returns_within_wait_when_nothing_comes(executor: PipeCommunicator) -> None:
+    """Non-blocking pipes (LUTE's Executor loop): ``wait`` bounds the read. Blocking pipes wait
+    for the end of the streams instead, as LUTE's final read does (see the tests at the end)."""
+    proc = spawn("silent", "5")
     try:
         start = time.monotonic()
         assert executor.read(proc, wait=0.5) == Message()
@@ -269,12 +271,12 @@ def test_file_descriptors_above_1024(executor: PipeCommunicator) -> None:
     if hard != resource.RLIM_INFINITY and hard < 1600:
         pytest.skip("cannot open file descriptors above 1024 here")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1600), hard))
-    silent, talker = spawn("silent", "4", nonblocking=False), spawn("many", "50", nonblocking=False)
+    silent, talker = spawn("silent", "4"), spawn("many", "50")
     try:
         _above_1024(silent, 1500)
         _above_1024(talker, 1510)
         start = time.monotonic()
-        assert executor.read(silent, wait=0.3) == Message()  # blocking fds: must not hang in os.read
+        assert executor.read(silent, wait=0.3) == Message()
         assert time.monotonic() - start < 2.0
         messages = collect(executor, talker)
         assert [m.contents for m in messages[:-1]] == [f"message {i}" for i in range(50)]
@@ -387,3 +389,69 @@ def test_usage_errors() -> None:
     with pytest.raises(CommunicatorClosed):
         comm.read(None)
     assert str(PipeCommunicator()).startswith("PipeCommunicator")
+
+
+# --------------------------------------------------------------------------- LUTE's final read
+def _set_blocking(proc: subprocess.Popen, blocking: bool) -> None:
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        os.set_blocking(stream.fileno(), blocking)
+
+
+def test_blocking_pipes_make_the_final_read_wait_for_the_task_to_close_them(executor: PipeCommunicator) -> None:
+    """LUTE's Executor sets the pipes blocking once the Task reported its result, then reads once:
+    everything the Task writes until it closes its pipes must be in that read (issue 16, 3)."""
+    proc = spawn("print_after_result", "0.5")
+    first = executor.read(proc, wait=30)
+    assert first == Message({"value": 42}, "TASK_RESULT")
+    _set_blocking(proc, True)  # as LUTE's execute_task does before _finalize_task
+    start = time.monotonic()
+    final: List[Message] = [executor.read(proc)]
+    while executor.has_messages:
+        final.append(executor.read(proc))
+    assert time.monotonic() - start >= 0.8  # it waited for the Task, not for a timeout
+    assert proc.poll() is not None or proc.wait(timeout=5) == 0
+    text = " ".join(str(m.contents) for m in final)
+    assert "printed after the result" in text and "last words" in text
+    assert "stderr after the result" in text
+    assert finish(proc) == 0
+
+
+def test_blocking_pipes_read_stdout_and_stderr_together(executor: PipeCommunicator) -> None:
+    """LUTE reads stderr to its end, then stdout: a Task that fills stdout's pipe buffer before
+    closing stderr would never finish. Both streams are drained together here."""
+    proc = spawn("big", str(2 * 1024 * 1024), nonblocking=False)
+    messages = [executor.read(proc)]
+    while executor.has_messages:
+        messages.append(executor.read(proc))
+    assert [m.signal for m in messages] == ["TASK_LOG", "TASK_RESULT", "TASK_LOG"]
+    assert len(messages[1].contents["data"]) == 2 * 1024 * 1024
+    assert finish(proc) == 0
+
+
+def test_non_blocking_pipes_keep_the_polling_read(executor: PipeCommunicator) -> None:
+    proc = spawn("print_after_result", "1.5")
+    try:
+        assert executor.read(proc, wait=30) == Message({"value": 42}, "TASK_RESULT")
+        start = time.monotonic()
+        assert executor.read(proc, wait=0.2) == Message()
+        assert time.monotonic() - start < 1.2
+    finally:
+        finish(proc)
+
+
+@pytest.mark.parametrize("protocol", [None, "lute_ipc"], ids=["lute-executor", "lute_ipc-executor"])
+def test_task_pickles_name_lutes_classes_for_a_lute_executor(protocol: Optional[str]) -> None:
+    """A Task whose Executor does not advertise lute_ipc (LUTE_IPC_PROTOCOL unset: LUTE's) writes
+    Message & co. under LUTE's class paths, so LUTE's isinstance checks pass; lute_ipc reads both."""
+    env = {k: v for k, v in os.environ.items() if k != "LUTE_IPC_PROTOCOL"}
+    if protocol:
+        env["LUTE_IPC_PROTOCOL"] = protocol
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH", "")) if p)
+    done = subprocess.run([sys.executable, TASK, "mirrored"], capture_output=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (b"lute.execution.ipc" in done.stdout) is (protocol is None)
+    assert (b"lute_ipc.message" in done.stdout) is (protocol is not None)
+    from lute_ipc import TaskResponse
+    from lute_ipc.codec import loads
+
+    assert loads(done.stdout) == {"reply": TaskResponse(["a"]), "nested": Message("x")}

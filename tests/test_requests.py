@@ -28,6 +28,8 @@ def run_requesting_task(mode: str, answer: bool = True, reverse: bool = False) -
         env = dict(os.environ, PYTHONPATH=str(ROOT), LUTE_USE_ZMQ="0")
         proc = subprocess.Popen([sys.executable, str(TASKS / "requesting_task.py"), mode], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            os.set_blocking(stream.fileno(), False)  # as LUTE's Executor: blocking pipes mean "read to the end"
         pending: List[Message] = []
         try:
             deadline = time.monotonic() + 60

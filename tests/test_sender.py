@@ -10,14 +10,15 @@ import time
 from typing import Any, List
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from benchmarks.lute_reference import LuteSocketReader
 from lute_ipc import Message, Party, SocketCommunicator
-from lute_ipc._oob import has_large_buffer, pickle_pieces
+from lute_ipc._oob import has_large_buffer, largest_buffer, pickle_pieces
+from lute_ipc.bench.lute_algorithm import LuteSocketReader
 from tests.socket_tasks.helpers import (
     TRANSPORTS,
     child_env,
-    clear_lute_env,
     collect,
     executor,
     finish,
@@ -28,9 +29,7 @@ from tests.socket_tasks.helpers import (
 LONG = 60.0  # a latency bound that never expires during a test
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    clear_lute_env(monkeypatch)
+pytestmark = pytest.mark.usefixtures("clean_lute_env")
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -210,6 +209,27 @@ def test_large_payloads_round_trip_in_order_with_small_ones(monkeypatch: pytest.
     assert type(got[3].contents) is bytearray and type(got[1].contents) is bytes
 
 
+@pytest.mark.parametrize("contents", [
+    {"a": b"z" * 50000, "b": "small"},                     # found once its frame is known to be large
+    ["name", bytearray(b"y" * 600000)],                      # out of band
+    {"only small": [b"x" * 100] * 1000},                     # a large frame without a large buffer
+], ids=["dict", "list-oob", "no-large-buffer"])
+def test_a_container_is_sent_in_place_only_when_it_holds_a_large_buffer(contents: Any) -> None:
+    with executor(False) as ex:
+        t = task(False, flush_interval=LONG)
+        t.write(log(0))
+        t.write(Message(contents=contents))
+        holds_large = has_large_buffer(contents)
+        if holds_large:  # in place: the buffered message goes first, then the large frame on its own
+            assert t._writer.sends == 2 and t._writer.buffered == 0
+        else:  # batched with the other one (the batching policy decides when)
+            assert t._writer.sends + t._writer.buffered in (1, 2) and t._writer.sends < 2
+        t.flush()
+        got = collect(ex, 2, 20)
+        t.clear_communicator()
+    assert got == [log(0), Message(contents=contents)]
+
+
 def test_numpy_arrays_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
     np = _numpy()
     arrays = [np.arange(50000, dtype=np.float64).reshape(500, 100),
@@ -285,6 +305,21 @@ def test_numpy_reinlined_like_in_band() -> None:
     assert (pickle.loads(pickle.dumps(a, 5)) == b).all()
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.one_of(st.none(), st.integers(), st.text(max_size=5), st.binary(max_size=64),
+                              st.binary(max_size=64).map(bytearray)),
+                    lambda inner: st.one_of(st.lists(inner, max_size=20), st.tuples(inner, inner),
+                                            st.dictionaries(st.text(max_size=3), inner, max_size=20)),
+                    max_leaves=30))
+def test_largest_buffer_is_the_largest_of_the_first_items(contents: Any) -> None:
+    def size(obj: Any) -> int:
+        return len(obj) if type(obj) in (bytes, bytearray) else 0
+    items = (list(contents.values()) if type(contents) is dict
+             else list(contents) if type(contents) in (list, tuple) else [])
+    expected = max([size(contents)] + [size(item) for item in items[:16]])
+    assert largest_buffer(contents) == expected
+
+
 def test_large_buffer_scan() -> None:
     assert has_large_buffer(b"x" * 40000) and has_large_buffer(("a", bytearray(40000)))
     assert has_large_buffer({"k": b"x" * 40000})
@@ -292,14 +327,21 @@ def test_large_buffer_scan() -> None:
 
 
 # --------------------------------------------------------------------------- interop
-def test_batched_frames_read_by_the_lute_reader(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    """LUTE's reader algorithm (re-expressed) decodes buffers holding many frames."""
+def lute_executor_socket(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> socket.socket:
+    """A listening Unix socket where a LUTE Executor's would be, exported as LUTE's Executor does."""
     path = str(tmp_path / "lute.sock")
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(path)
     listener.listen(16)
     monkeypatch.setenv("LUTE_SOCKET", path)
     monkeypatch.setenv("LUTE_EXECUTOR_HOST", socket.gethostname())
+    return listener
+
+
+def test_batched_frames_read_by_the_lute_reader(lute_package: None, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """LUTE's reader algorithm (re-expressed) decodes buffers holding many frames (LUTE's class
+    paths: the frames unpickle only where LUTE is installed)."""
+    listener = lute_executor_socket(monkeypatch, tmp_path)
     reader = LuteSocketReader(listener)
     try:
         t = task(False, flush_interval=LONG)
@@ -353,3 +395,54 @@ def test_first_message_after_a_quiet_spell_goes_out_at_once(transport: bool) -> 
         t.flush()
         assert [m.contents for m in collect(ex, 2, 10)] == ["next-1", "next-2"]
         t.clear_communicator()
+
+
+def test_lute_separator_in_a_pickle_is_reported_once_and_still_sent(monkeypatch: pytest.MonkeyPatch, tmp_path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """LUTE 0.3.0's Executor splits frames on ';;;' whatever their length says: a Task talking to it
+    sends LUTE's exact bytes still, and says once (then counts) that such a message will be lost there."""
+    import threading
+
+    for name in [n for n in os.environ if n.startswith("LUTE_")]:
+        monkeypatch.delenv(name)
+    listener = lute_executor_socket(monkeypatch, tmp_path)
+    received = bytearray()
+
+    def serve() -> None:  # LUTE's Executor, as far as bytes go: read each connection to its end
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                while True:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    received.extend(chunk)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    hostile = [Message(contents=b"a;;;b", signal="TASK_LOG"), Message(contents="x;;;y")]
+    try:
+        with caplog.at_level("WARNING", logger="lute_ipc.transport"):
+            t = task(False)
+            t.write(Message(contents="clean"))
+            for msg in hostile:
+                t.write(msg)
+            writer = t._writer
+            t.clear_communicator()
+        from lute_ipc import codec
+
+        frames = [b"MSG;;;%d;;;" % len(p) + p + b";;;GSM" for p in map(codec.dumps_lute_names, hostile)]
+        deadline = time.monotonic() + 10  # the stand-in reads connections in its own thread
+        while not all(frame in received for frame in frames) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        listener.close()
+        thread.join(5)
+    warnings = [r for r in caplog.records if "LUTE's separator" in r.getMessage()]
+    assert len(warnings) == 1 and "signal TASK_LOG" in warnings[0].getMessage()
+    assert writer.lute_undecodable == 2
+    for frame in frames:  # still sent, in LUTE's frame, byte for byte what LUTE's own Task sends
+        assert frame in received

@@ -8,7 +8,7 @@ import sys
 import types
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import pytest
 
@@ -190,8 +190,9 @@ def test_loads_none_delivers_raw_pickle_bytes(impl: ModuleType) -> None:
     assert both_ways(impl, b"t" + data, loads=None) == [Text("t"), Pickled(data)]
 
 
-def test_legacy_lute_message_decodes_as_ours(impl: ModuleType) -> None:
-    # Re-create LUTE's class path (do not import LUTE): a Message defined in "lute.execution.ipc".
+def pickled_with_lutes_message(build: Callable[[type], object]) -> bytes:
+    """The pickle of ``build(Message)``, ``Message`` a stand-in at LUTE's class path
+    (``lute.execution.ipc.Message``): LUTE's pickles, without importing LUTE."""
     fake = types.ModuleType("lute.execution.ipc")
 
     @dataclass
@@ -206,13 +207,17 @@ def test_legacy_lute_message_decodes_as_ours(impl: ModuleType) -> None:
     sys.modules.update({"lute": types.ModuleType("lute"), "lute.execution": types.ModuleType("lute.execution"),
                         "lute.execution.ipc": fake})
     try:
-        data = pickle.dumps(LegacyMessage("done", "TASK_DONE"))
+        return pickle.dumps(build(LegacyMessage))
     finally:
         for name, module in saved.items():
             if module is None:
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = module
+
+
+def test_legacy_lute_message_decodes_as_ours(impl: ModuleType) -> None:
+    data = pickled_with_lutes_message(lambda legacy: legacy("done", "TASK_DONE"))
     assert b"lute.execution.ipc" in data
     assert both_ways(impl, data) == [Pickled(Message("done", "TASK_DONE"))]
 
@@ -245,25 +250,32 @@ def test_payload_error_keeps_the_bytes_and_the_stream_goes_on(impl: ModuleType) 
     assert len(errors) == 2 and all(isinstance(e, PayloadError) for e in errors)
 
 
-def test_pickle_too_large_while_buffering_is_reported_then_skipped(impl: ModuleType) -> None:
+def stream_bytes(items: List[Item]) -> bytes:
+    """The stream bytes that text and error items stand for (pickles left out)."""
+    return b"".join(i.data if isinstance(i, StreamError) else i.text.encode() for i in items
+                    if not isinstance(i, Pickled))
+
+
+def test_pickle_too_large_while_buffering_is_reported_then_read_as_text(impl: ModuleType) -> None:
     big = pickle.dumps(list(range(2000)), 2)  # many small opcodes, no announced length
     data = b"a" + big + b"after\n" + pickle.dumps("next")
-    for chunk in (100, 7):
+    for chunk in (None, 100, 7):
         items, splitter = run(impl, data, chunk, max_pickle_size=1000)
         assert items[0] == Text("a")
         error = items[1]
         assert isinstance(error.error, PickleTooLarge) and error.error.offset == 1
         assert 900 < len(error.data) <= 1000 and big.startswith(error.data)  # the opcodes that fit
-        assert coalesce(items[2:]) == [Text("after\n"), Pickled("next")]
-        assert splitter.skipped_bytes == len(big) - len(error.data)
-        assert splitter.errors == 1
+        # Resynchronised at the opcode that crossed the bound: nothing after it is dropped.
+        assert coalesce(items)[-1] == Pickled("next")
+        assert stream_bytes(items[2:]) == big[len(error.data):] + b"after\n"
+        assert splitter.skipped_bytes == 0
 
 
-def test_pickle_too_large_announced_length_fails_at_once_and_is_skipped(impl: ModuleType) -> None:
+def test_pickle_too_large_announced_length_fails_at_once_then_reads_on(impl: ModuleType) -> None:
     big = pickle.dumps(b"z" * 5000, 4)
     splitter = impl.MixedStreamSplitter(max_pickle_size=1000)
     items = splitter.feed(big[:20])
-    assert len(items) == 1 and isinstance(items[0].error, PickleTooLarge)
+    assert isinstance(items[0].error, PickleTooLarge)
     prefix = items[0].data  # the bytes before the opcode that announces 5000 bytes
     assert len(prefix) < 20 and big.startswith(prefix)
     rest = big[20:] + b"text" + pickle.dumps(7)
@@ -271,8 +283,22 @@ def test_pickle_too_large_announced_length_fails_at_once_and_is_skipped(impl: Mo
         items += splitter.feed(rest[start:start + 512])
         assert splitter.buffered <= 512
     items += splitter.flush()
-    assert coalesce(items[1:]) == [Text("text"), Pickled(7)]
-    assert splitter.skipped_bytes == len(big) - len(prefix)
+    assert coalesce(items)[-1] == Pickled(7)
+    assert stream_bytes(items) == big + b"text"  # every byte delivered: none skipped
+
+
+def test_eleven_bytes_announcing_a_terabyte_do_not_hide_later_output(impl: ModuleType) -> None:
+    """Issue 17, bug 3: BINBYTES8 announcing 1 TiB used to make the splitter skip everything after it."""
+    bomb = b"\x80\x02\x8e" + (1 << 40).to_bytes(8, "little")
+    later = pickle.dumps(Message("the result", "TASK_RESULT")) + b"done\n"
+    for chunk in (None, 1, 5):
+        items, splitter = run(impl, b"start\n" + bomb + later, chunk)
+        items = coalesce(items)
+        assert items[0] == Text("start\n")
+        assert isinstance(items[1].error, PickleTooLarge) and items[1].data == bomb[:2]
+        assert Pickled(Message("the result", "TASK_RESULT")) in items
+        assert items[-1] == Text("done\n")
+        assert stream_bytes(items[1:]) == bomb + b"done\n"
 
 
 def test_too_large_is_decided_by_the_stream_not_the_reads(impl: ModuleType) -> None:
@@ -280,15 +306,22 @@ def test_too_large_is_decided_by_the_stream_not_the_reads(impl: ModuleType) -> N
     data = pickle.dumps(list(range(500)), 2)
     assert len(data) > 1000
     reports = [run(impl, data + b"!", size, max_pickle_size=1000)[0] for size in (None, 1, 100)]
-    assert reports[0] == reports[1] == reports[2]
-    assert isinstance(reports[0][0].error, PickleTooLarge) and reports[0][-1] == Text("!")
+    assert coalesce(reports[0]) == coalesce(reports[1]) == coalesce(reports[2])
+    assert isinstance(reports[0][0].error, PickleTooLarge) and coalesce(reports[0])[-1].text.endswith("!")
 
 
 def test_pickle_too_large_then_end_of_stream(impl: ModuleType) -> None:
     big = pickle.dumps(b"z" * 5000, 4)
     items, splitter = run(impl, big[:3000], 100, max_pickle_size=1000)
-    assert len(items) == 1 and isinstance(items[0].error, PickleTooLarge)
-    assert len(items[0].data) + splitter.skipped_bytes == 3000
+    assert isinstance(items[0].error, PickleTooLarge)
+    assert stream_bytes(items) == big[:3000]
+
+
+def test_too_large_with_a_bound_smaller_than_a_proto_opcode_still_moves_on(impl: ModuleType) -> None:
+    data = pickle.dumps(1) + b"x"
+    items, _ = run(impl, data, None, max_pickle_size=1)
+    assert isinstance(items[0].error, PickleTooLarge) and items[0].data == data[:1]
+    assert stream_bytes(items) == data
 
 
 def test_on_error_is_called_for_each_error(impl: ModuleType) -> None:
@@ -401,32 +434,13 @@ def test_large_pickle_errors_match_the_reference(both_impls: dict) -> None:
             assert c_items == py_items
             assert [type(i.error) for i in c_items if isinstance(i, StreamError)] == \
                 [type(i.error) for i in py_items if isinstance(i, StreamError)]
-            assert (c_splitter.errors, c_splitter.skipped_bytes) == (py_splitter.errors, py_splitter.skipped_bytes)
-            assert c_splitter.errors == 1
+            assert (c_splitter.errors, c_splitter.undecodable_bytes) == (py_splitter.errors,
+                                                                         py_splitter.undecodable_bytes)
+            assert isinstance(c_items[0], StreamError)
 
 
 def test_large_pickle_with_lute_class_path_across_pieces(impl: ModuleType) -> None:
-    fake = types.ModuleType("lute.execution.ipc")
-
-    @dataclass
-    class LegacyMessage:
-        contents: Any = None
-        signal: Optional[str] = None
-
-    LegacyMessage.__module__ = "lute.execution.ipc"
-    LegacyMessage.__qualname__ = LegacyMessage.__name__ = "Message"
-    fake.Message = LegacyMessage  # type: ignore[attr-defined]
-    saved = {name: sys.modules.get(name) for name in ("lute", "lute.execution", "lute.execution.ipc")}
-    sys.modules.update({"lute": types.ModuleType("lute"), "lute.execution": types.ModuleType("lute.execution"),
-                        "lute.execution.ipc": fake})
-    try:
-        data = pickle.dumps((b"q" * BIG, LegacyMessage("done", "TASK_DONE")))
-    finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
+    data = pickled_with_lutes_message(lambda legacy: (b"q" * BIG, legacy("done", "TASK_DONE")))
     where = data.index(b"lute.execution.ipc")
     for cut in (where + 1, where + 9, where + 17):
         splitter = impl.MixedStreamSplitter()

@@ -12,17 +12,18 @@ from lute_ipc import Message
 from lute_ipc.errors import CommunicatorClosed, ConfigurationError, UsageError
 from lute_ipc.executor import Outcome, RunResult, TaskRunner
 from lute_ipc.task import PIPE_TEXT_LIMIT, TaskReporter, goes_to_pipe
+from tests.socket_tasks.helpers import clear_lute_env
 
-from .usage_tasks.common import child_env, clean_lute_env, script
+from .usage_tasks.common import child_env, script
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    clean_lute_env(monkeypatch)
+    clear_lute_env(monkeypatch)
     monkeypatch.setenv("PYTHONPATH", child_env()["PYTHONPATH"])
 
 
-def _run(mode: str, count: int, use_zmq: bool = False) -> "tuple[RunResult, List[Message]]":
+def _run(mode: str, count: int, use_zmq: bool = False) -> tuple[RunResult, List[Message]]:
     seen: List[Message] = []
     runner = TaskRunner([sys.executable, script("report_task.py"), mode, str(count)], use_zmq=use_zmq, timeout=60)
     runner.on_message(seen.append)

@@ -7,7 +7,6 @@ that the Task receives through ``LUTE_SSH_OPTIONS="-F <config>"``.
 
 from __future__ import annotations
 
-import getpass
 import os
 import shutil
 import socket
@@ -21,10 +20,17 @@ import pytest
 from lute_ipc import Message, Party, SocketCommunicator
 from lute_ipc.errors import TunnelError, UsageError
 from lute_ipc.tunnel import SshTunnel
-from tests.socket_tasks.helpers import (child_env, clear_lute_env, collect, executor, finish, start_task,
-                                       write_until_raises)
+from tests.socket_tasks.helpers import (
+    child_env,
+    clear_lute_env,
+    collect,
+    executor,
+    finish,
+    start_task,
+    write_until_raises,
+)
+from tests.socket_tasks.sshd import SSHD, write_sshd_files
 
-SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
 ALIAS = "lute-test-executor"
 
 pytestmark = [
@@ -40,32 +46,13 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-
-
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, str]]:
     """A private sshd on 127.0.0.1 and an ssh client config naming it ``lute-test-executor``."""
     root = tmp_path_factory.mktemp("sshd")
-    _keygen(root / "host_key")
-    _keygen(root / "user_key")
-    shutil.copy(root / "user_key.pub", root / "authorized_keys")
     port = _free_port()
-    (root / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root / 'host_key'}\nPidFile {root / 'sshd.pid'}\n"
-        f"AuthorizedKeysFile {root / 'authorized_keys'}\nStrictModes no\nPubkeyAuthentication yes\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
-        "PermitRootLogin prohibit-password\nAllowStreamLocalForwarding yes\nLogLevel ERROR\n")
-    host_key = (root / "host_key.pub").read_text().split()
-    (root / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
-    (root / "ssh_config").write_text(
-        f"Host {ALIAS}\n  HostName 127.0.0.1\n  Port {port}\n  User {getpass.getuser()}\n"
-        f"  IdentityFile {root / 'user_key'}\n  IdentitiesOnly yes\n  UserKnownHostsFile {root / 'known_hosts'}\n"
-        "  StrictHostKeyChecking yes\n  GlobalKnownHostsFile /dev/null\n"
-        f"Host lute-test-unreachable\n  HostName 127.0.0.1\n  Port {_free_port()}\n  ConnectTimeout 5\n")
-    if os.geteuid() == 0:
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
+    write_sshd_files(root, "127.0.0.1", port, ALIAS,
+                     f"Host lute-test-unreachable\n  HostName 127.0.0.1\n  Port {_free_port()}\n  ConnectTimeout 5\n")
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(root / "sshd_config")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
@@ -115,13 +102,13 @@ def test_tunnel_is_stopped_and_removed_on_close(sshd, monkeypatch: pytest.Monkey
         monkeypatch.setenv("LUTE_EXECUTOR_HOST", ALIAS)
         task = SocketCommunicator(Party.TASK, use_zmq=False, ssh_options=["-F", sshd["config"]])
         task.delayed_setup()
-        tunnel = task._tunnel
+        tunnel = task.tunnel
         assert tunnel is not None and tunnel.running
         local = tunnel.local_socket
         assert os.stat(os.path.dirname(local)).st_mode & 0o777 == 0o700
         task.write(Message("via ssh"))
         assert ex.read(wait=10) == Message("via ssh")
-        task.clear_communicator()
+        task.close()  # the last user of the process's session link closes it, and its tunnel
         assert not tunnel.running
         assert not os.path.exists(os.path.dirname(local))
     assert _ssh_processes() == before
@@ -169,6 +156,33 @@ def test_keep_alive_options_bound_a_dead_link_and_user_options_win() -> None:
         SshTunnel("h", "/remote.sock", server_alive_count_max=0)
 
 
+def test_dead_tunnel_found_by_the_background_flush_is_still_a_tunnel_error(sshd, monkeypatch: pytest.MonkeyPatch,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """The flusher thread, not write(), meets the dead tunnel first: the next write() raises it as the
+    TunnelError it is (CI once saw a plain TransportError there, by this race)."""
+    with executor(False) as ex:
+        monkeypatch.setenv("LUTE_EXECUTOR_HOST", ALIAS)
+        # A 5 s latency bound: a message written within 5 s of the last one waits for the flusher.
+        task = SocketCommunicator(Party.TASK, use_zmq=False, ssh_options=["-F", sshd["config"]], flush_interval=5)
+        task.write(Message("via ssh"))
+        task.flush()
+        assert ex.read(wait=4) == Message("via ssh")
+        task.tunnel._proc.kill()
+        task.tunnel._proc.wait(10)
+        with caplog.at_level("WARNING", logger="lute_ipc.transport"):
+            task.write(Message("buffered when ssh died"))  # left to the flusher (written < 5 s after the last)
+            deadline = time.monotonic() + 20
+            while not any("background send" in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline, "the flusher never reported the failed send"
+                time.sleep(0.01)
+        with pytest.raises(TunnelError, match="earlier background send failed: the ssh tunnel"):
+            task.write(Message("after the flusher failed"))
+        try:
+            task.clear_communicator()
+        except TunnelError:
+            pass
+
+
 def test_dead_tunnel_is_a_tunnel_error_on_the_next_write(sshd, monkeypatch: pytest.MonkeyPatch) -> None:
     """ssh ends (here: killed; on a cut link: its keep-alive gives up): a raw Task's next write raises
     TunnelError with ssh's exit code, not a puzzling 'connection refused' on a local socket."""
@@ -177,8 +191,8 @@ def test_dead_tunnel_is_a_tunnel_error_on_the_next_write(sshd, monkeypatch: pyte
         task = SocketCommunicator(Party.TASK, use_zmq=False, ssh_options=["-F", sshd["config"]])
         task.write(Message("via ssh"))
         assert ex.read(wait=10) == Message("via ssh")
-        task._tunnel._proc.kill()
-        task._tunnel._proc.wait(10)
+        task.tunnel._proc.kill()
+        task.tunnel._proc.wait(10)
         error = write_until_raises(task, TunnelError, "ssh tunnel to the Executor's host .* ended", "after ssh died",
                                    pause=0.02)
         assert "exit code" in str(error)

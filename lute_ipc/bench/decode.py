@@ -45,13 +45,13 @@ def _twin(contender: str) -> Any:
     return _framing_c
 
 
-def decode_run(contender: str, mode: str, size: int, count: int) -> Callable[[], int]:
-    """A callable decoding ``count`` messages of ``size`` bytes; returns how many it got."""
+def decode_run(contender: str, mode: str, shape: str, count: int) -> Callable[[], int]:
+    """A callable decoding ``count`` messages of ``shape``; returns how many it got."""
     if mode not in MODES:
         raise UsageError(f"decode mode must be one of {MODES}")
     if contender.startswith("lute_ipc"):
         twin = _twin(contender)
-        pieces = _pieces(payloads.frame_stream(size, count, twin.encode_frame), mode)
+        pieces = _pieces(payloads.frame_stream(shape, count, twin.encode_frame), mode)
 
         def run_lute_ipc() -> int:
             decoder = twin.FrameDecoder()
@@ -61,7 +61,7 @@ def decode_run(contender: str, mode: str, size: int, count: int) -> Callable[[],
             return got
         return run_lute_ipc
     if contender == "lute":
-        pieces = _pieces(lute_encode(payloads.message(size)) * count, mode)
+        pieces = _pieces(b"".join(lute_encode(msg) for msg in payloads.messages(shape, count)), mode)
         if mode == "8k":
             pieces = [bytes(piece) for piece in pieces]  # LUTE's reader hands it bytes
 
@@ -77,7 +77,7 @@ def decode_run(contender: str, mode: str, size: int, count: int) -> Callable[[],
             import msgpack
         except ImportError:
             raise ConfigurationError("msgpack is not installed (pip install 'lute-ipc[bench]')") from None
-        pieces = _pieces(payloads.msgpack_stream(size, count), mode)
+        pieces = _pieces(payloads.msgpack_stream(shape, count), mode)
 
         def run_msgpack() -> int:
             unpacker = msgpack.Unpacker(use_list=False, raw=False, max_buffer_size=1 << 30)
@@ -89,7 +89,7 @@ def decode_run(contender: str, mode: str, size: int, count: int) -> Callable[[],
             return got
         return run_msgpack
     if contender == "pickle-loads":
-        cut = payloads.pickled_payloads(size, count)
+        cut = payloads.pickled_payloads(shape, count)
         loads = pickle.loads
 
         def run_loads() -> int:

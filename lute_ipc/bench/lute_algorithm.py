@@ -1,4 +1,4 @@
-"""LUTE's socket framing and reader, re-expressed from their description in DESIGN.md.
+"""LUTE's socket framing and reader, re-expressed from their behaviour ("What is fixed", docs/MIGRATION.md).
 
 A benchmark baseline only, written from the description, not from LUTE's source:
 the writer frames ``MSG;;;<len>;;;<pickle>;;;GSM``; the decoder concatenates what it is
@@ -6,9 +6,9 @@ given to what it kept, finds the trailer, splits on ``;;;``, unpickles, re-slice
 rest (quadratic on a buffer of many frames); the reader thread serves one connection at a
 time, reads it until the peer closes, then decodes everything it got.
 
-(``benchmarks/lute_reference.py`` holds the same algorithm for the repository's own
-benchmark scripts; this copy lives in the package so ``python -m lute_ipc bench`` works
-from an installed lute_ipc, where ``benchmarks/`` does not exist.)
+It lives in the package, its only copy, so ``python -m lute_ipc bench`` works from an
+installed lute_ipc; the tests and ``benchmarks/`` import it from here. The real LUTE
+(``lute-lcls``), when importable, is measured too (:mod:`.lute_lcls`).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class LuteSocketReader:
         self._listener = listener
         listener.settimeout(self.ACCEPT_TIMEOUT)
         self._decoder = LuteDecoder()
-        self._queue: "queue.Queue[Any]" = queue.Queue()
+        self._queue: queue.Queue[Any] = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="lute-reader", daemon=True)
         self._thread.start()

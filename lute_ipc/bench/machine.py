@@ -25,7 +25,7 @@ def cpu_model() -> str:
 def git_commit() -> str:
     """The commit of the lute_ipc source tree when it is a git checkout (``+dirty`` if modified), else ``?``."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    if not os.path.isdir(os.path.join(root, ".git")):
+    if not os.path.exists(os.path.join(root, ".git")):  # a directory, or a file in a git worktree
         return "?"
     try:
         commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,

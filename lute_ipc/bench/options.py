@@ -9,19 +9,24 @@ import argparse
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
+SHAPE_NAMES = ("text", "objects", "64KiB", "1MiB")
+"""The message shapes (:data:`lute_ipc.bench.payloads.SHAPES`), named here so ``--help`` imports nothing."""
+
 SCENARIOS: Dict[str, str] = {
     "decode-buffer": "(a) decode only, the whole stream in one buffer (in memory)",
     "decode-8k": "(a) decode only, the stream in 8 KiB chunks (in memory)",
     "stream-unix": "(b) Task process -> Executor, one persistent connection, Unix socket",
     "stream-tcp": "(b) Task process -> Executor, one persistent connection, TCP loopback",
-    "per-message-unix": "(c) Task process -> Executor, a new connection per message, Unix socket",
-    "per-message-tcp": "(c) Task process -> Executor, a new connection per message, TCP loopback",
+    "lute-per-message": "(c) what a LUTE Task does per message: a new SocketCommunicator(Party.TASK), "
+                        "delayed_setup(), write(), clear_communicator(); Unix socket",
+    "lute-per-message-tcp": "(c) the same over TCP loopback (lute_ipc signs every frame)",
     "pipe-mixed": "(d) Task stdout pipe, each pickle followed by a print()ed line",
 }
 """Scenario id -> description, in report order."""
 
 DECODE = ("decode-buffer", "decode-8k")
-SOCKETS = ("stream-unix", "stream-tcp", "per-message-unix", "per-message-tcp")
+SOCKETS = ("stream-unix", "stream-tcp", "lute-per-message", "lute-per-message-tcp")
+PER_MESSAGE = ("lute-per-message", "lute-per-message-tcp")
 PIPES = ("pipe-mixed",)
 
 
@@ -34,6 +39,8 @@ class Contender:
     kind: str
     scenarios: Tuple[str, ...]
     help: str
+    fragile: str = ""
+    """Why this baseline may fail on a busy machine (its failures are reported, not an error of the run)."""
 
 
 CONTENDERS: Tuple[Contender, ...] = (
@@ -43,12 +50,21 @@ CONTENDERS: Tuple[Contender, ...] = (
               "the same, Executor reads one message per read() (LUTE's API)"),
     Contender("lute_ipc-cython-result", "lute_ipc Cython, TASK_RESULT", "lute_ipc", SOCKETS,
               "the same with signal TASK_RESULT, which the Task's writer flushes at once (no batching)"),
+    Contender("lute_ipc-cython-zmq", "lute_ipc Cython, ZeroMQ", "lute_ipc", PER_MESSAGE,
+              "lute_ipc over ZeroMQ (LUTE_USE_ZMQ's default when pyzmq is installed)"),
     Contender("lute_ipc-pure", "lute_ipc pure", "lute_ipc", DECODE + SOCKETS + PIPES,
               "lute_ipc with LUTE_IPC_PURE_PYTHON=1 (Executor and Task)"),
     Contender("lute", "LUTE algorithm", "alternative", DECODE + SOCKETS,
-              "LUTE's framing and reader thread re-expressed from DESIGN.md (quadratic: fewer messages)"),
+              "LUTE's framing and reader thread re-expressed from its behaviour (quadratic: fewer messages)"),
+    Contender("lute-lcls", "LUTE 0.3.0, raw", "alternative", ("lute-per-message",),
+              "the real lute-lcls SocketCommunicator on both sides, raw Unix socket (when importable)",
+              "LUTE gives the Task's socket a 10 ms timeout: when the Executor is slower, write() raises"),
+    Contender("lute-lcls-zmq", "LUTE 0.3.0, ZeroMQ", "alternative", ("lute-per-message",),
+              "the real lute-lcls SocketCommunicator on both sides over ZeroMQ, LUTE's default (when importable)",
+              "LUTE gives its sockets a 10 ms timeout"),
     Contender("mp-connection", "multiprocessing.connection", "alternative", SOCKETS,
-              "Listener/Client send()/recv() of the same Message objects (backlog SOMAXCONN)"),
+              "Listener/Client send()/recv() of the same Message objects (backlog SOMAXCONN); a connection "
+              "per message in lute-per-message"),
     Contender("pyzmq", "pyzmq PUSH/PULL", "alternative", SOCKETS,
               "bare send_pyobj()/recv_pyobj() of the same Message objects"),
     Contender("msgpack", "msgpack Unpacker", "alternative", DECODE,
@@ -77,22 +93,22 @@ class Plan:
 
 
 PLANS: Dict[str, Plan] = {
-    "full": Plan(5, 16 << 20, (32, 50_000), 32 << 20, (96, 40_000), 8 << 20, (48, 1_000), 3e9),
-    "quick": Plan(3, 2 << 20, (8, 6_000), 4 << 20, (8, 5_000), 1 << 20, (4, 120), 3e8),
-    "smoke": Plan(1, 256 << 10, (2, 500), 256 << 10, (2, 300), 64 << 10, (2, 20), 2e7),
+    "full": Plan(5, 16 << 20, (32, 100_000), 128 << 20, (128, 100_000), 8 << 20, (48, 1_000), 3e9),
+    "quick": Plan(3, 2 << 20, (8, 10_000), 16 << 20, (16, 10_000), 1 << 20, (4, 120), 3e8),
+    "smoke": Plan(1, 256 << 10, (2, 300), 256 << 10, (2, 200), 64 << 10, (2, 10), 2e7),
 }
 
 
 def message_count(plan: Plan, scenario: str, contender: str, size: int, frame_bytes: int) -> int:
-    """Messages one trial of ``contender`` moves in ``scenario`` at ``size`` bytes."""
+    """Messages one trial of ``contender`` moves in ``scenario``, messages of ``size`` payload bytes."""
     if scenario in DECODE:
         target, (low, high) = plan.decode_bytes, plan.decode_limits
-    elif scenario.startswith("per-message"):
+    elif scenario in PER_MESSAGE:
         target, (low, high) = plan.per_message_bytes, plan.per_message_limits
     else:
         target, (low, high) = plan.stream_bytes, plan.stream_limits
     count = max(low, min(high, target // size))
-    if contender != "lute" or scenario.startswith("per-message"):
+    if contender != "lute" or scenario in PER_MESSAGE:
         return count
     # LUTE's decoder re-slices the rest of its buffer after every frame (~ n * stream bytes),
     # re-joins a partial frame to every chunk (~ frame**2 / 8 KiB per frame), and its reader
@@ -111,19 +127,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the ``bench`` arguments (imports nothing heavy)."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = (
-        "Compare lute_ipc with the alternatives, in one process tree, for payloads of 64 B, 1 KiB, 64 KiB and\n"
-        "1 MiB. Contenders run in interleaved rounds; the table shows medians (messages/s, MB/s of payload)\n"
-        "and each one's ratio to the best alternative. Example: regenerate docs/benchmarks.md with\n"
+        "Compare lute_ipc with the alternatives, in one process tree, for four message shapes: text (str +\n"
+        "signal), objects (dict), 64 KiB and 1 MiB bytes. Contenders run in interleaved rounds; the table\n"
+        "shows medians (messages/s, MB/s of pickled message) and each one's ratio to the best alternative,\n"
+        "then the issue's targets next to the measured ratios. Example: regenerate docs/benchmarks.md with\n"
         "  python -m lute_ipc bench --plot docs/benchmarks.png --markdown docs/benchmarks.md")
     parser.epilog = ("scenarios:\n" + "".join(f"  {k:<18}{v}\n" for k, v in SCENARIOS.items())
                      + "\ncontenders:\n" + "".join(f"  {c.name:<24}{c.help}\n" for c in CONTENDERS)
-                     + "\nEnd to end, the clock runs from the Task process's first write to the Executor holding the last\n"
+                     + "\nEnd to end, the clock runs from the Task process's first write to the Executor "
+                       "holding the last\n"
                        "message. Optional: msgpack and matplotlib (pip install 'lute-ipc[bench]'); without them that\n"
                        "contender or the plot is skipped with a message. Exit code: 0, 1 if a measurement failed,\n"
                        "2 for bad arguments.")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="fewer messages, three rounds: finishes in under a minute")
-    mode.add_argument("--smoke", action="store_true", help="tiny runs, one round (for tests: seconds, not numbers)")
+    mode.add_argument("--smoke", action="store_true", help="every scenario, tiny runs, one round: checks the command "
+                      "works (seconds; the figures mean nothing)")
     parser.add_argument("--rounds", type=int, default=None, metavar="N",
                         help="interleaved rounds per measurement (default: 5; --quick 3; --smoke 1)")
     parser.add_argument("--json", metavar="FILE", help="write every measurement, the machine and the plan as JSON")
@@ -138,5 +157,5 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--contender", action="append", choices=[c.name for c in CONTENDERS], metavar="NAME",
                         help="run only this contender (repeatable): " + ", ".join(c.name for c in CONTENDERS))
     parser.add_argument("--pure", action="store_true", help="lute_ipc contenders: the pure-Python core only")
-    parser.add_argument("--size", action="append", type=int, choices=[64, 1024, 65536, 1048576], metavar="BYTES",
-                        help="payload size (repeatable): 64, 1024, 65536, 1048576 (default: all)")
+    parser.add_argument("--shape", action="append", choices=list(SHAPE_NAMES), metavar="NAME",
+                        help="message shape (repeatable): " + ", ".join(SHAPE_NAMES) + " (default: all)")

@@ -1,10 +1,11 @@
-"""``python -m lute_ipc.bench.pipe_task CONTENDER SIZE COUNT``: the Task of the pipe scenario.
+"""``python -m lute_ipc.bench.pipe_task CONTENDER SHAPE COUNT``: the Task of the pipe scenario.
 
 Started by :mod:`.pipes` with the control channel's descriptors in ``LUTE_IPC_BENCH_CONTROL``
 (``read_fd,write_fd``). After ``go`` it writes ``COUNT`` messages of ``SIZE`` bytes on
 stdout, each followed by a printed line (text mixed with the pickles):
 
-* ``lute_ipc-*``: ``PipeCommunicator(Party.TASK).write(Message(contents))`` then ``print()``;
+* ``lute_ipc-*``: ``PipeCommunicator(Party.TASK).write(Message(contents))`` then ``print()``
+  (the pipe carries the contents of each message of the shape, as LUTE's pipe does);
 * ``raw-bytes``: the same bytes (pickles and lines), pre-built, with ``os.write``.
 """
 
@@ -24,13 +25,13 @@ CONTROL_ENV = "LUTE_IPC_BENCH_CONTROL"
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the Task; the exit code is 0 when everything was written."""
-    contender, size_text, count_text = sys.argv[1:] if argv is None else argv
-    size, count = int(size_text), int(count_text)
+    contender, shape, count_text = sys.argv[1:] if argv is None else argv
+    count = int(count_text)
     read_fd, write_fd = (int(fd) for fd in os.environ[CONTROL_ENV].split(","))
     control = Control(read_fd, write_fd)
     control.receive(SETUP_TIMEOUT)
     if contender == "raw-bytes":
-        stream = memoryview(payloads.pipe_stream(size, count))
+        stream = memoryview(payloads.pipe_stream(shape, count))
         first = wait_for_go(control)
         while stream:
             stream = stream[os.write(1, stream):]
@@ -38,10 +39,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from ..pipe import PipeCommunicator
 
         comm = PipeCommunicator(Party.TASK)
-        msg = Message(contents=payloads.contents(size))
+        msgs = [Message(contents=item) for item in payloads.pipe_contents(shape, count)]
         line = payloads.TEXT_LINE.decode()
         first = wait_for_go(control)
-        for _ in range(count):
+        for msg in msgs:
             comm.write(msg)
             print(line, end="")
         sys.stdout.flush()

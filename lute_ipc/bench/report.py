@@ -6,20 +6,24 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, TextIO
 
-from .options import CONTENDER_BY_NAME, SCENARIOS
-from .payloads import size_label
+from .options import CONTENDER_BY_NAME, SCENARIOS, SHAPE_NAMES
+from .payloads import SHAPE_BY_NAME, shape_label
 from .timing import median, spread
 
 
 @dataclass
 class Result:
-    """The measurements of one contender in one scenario at one payload size."""
+    """The measurements of one contender in one scenario for one message shape.
+
+    ``payload_bytes``: bytes of one pickled message of the shape (what MB/s counts).
+    """
 
     scenario: str
     contender: str
-    size: int
+    shape: str
     messages: int
     seconds: List[float]
+    payload_bytes: int = 0
     median_s: float = 0.0
     msgs_per_s: float = 0.0
     mb_per_s: float = 0.0
@@ -30,8 +34,10 @@ class Result:
 
     def __post_init__(self) -> None:
         self.median_s = median(self.seconds)
+        if not self.payload_bytes and self.shape in SHAPE_BY_NAME:
+            self.payload_bytes = SHAPE_BY_NAME[self.shape].payload_bytes
         self.msgs_per_s = self.messages / self.median_s
-        self.mb_per_s = self.msgs_per_s * self.size / 1e6
+        self.mb_per_s = self.msgs_per_s * self.payload_bytes / 1e6
         self.spread = spread(self.seconds)
 
 
@@ -44,15 +50,23 @@ class Report:
     skipped: List[Dict[str, str]] = field(default_factory=list)
     failures: List[Dict[str, Any]] = field(default_factory=list)
 
-    def cell(self, scenario: str, size: int) -> List[Result]:
-        """The results of one scenario at one size."""
-        return [r for r in self.results if r.scenario == scenario and r.size == size]
+    def cell(self, scenario: str, shape: str) -> List[Result]:
+        """The results of one scenario for one shape."""
+        return [r for r in self.results if r.scenario == scenario and r.shape == shape]
+
+    def find(self, scenario: str, contender: str, shape: str) -> Optional[Result]:
+        """One result, or None when it was not measured."""
+        return next((r for r in self.cell(scenario, shape) if r.contender == contender), None)
+
+    def shapes(self) -> List[str]:
+        """The shapes measured, in report order."""
+        return [name for name in SHAPE_NAMES if any(r.shape == name for r in self.results)]
 
     def compute_ratios(self) -> None:
         """Fill each result's ratio to the best alternative and fraction of the raw byte loop."""
         for scenario in SCENARIOS:
-            for size in sorted({r.size for r in self.results}):
-                cell = self.cell(scenario, size)
+            for shape in self.shapes():
+                cell = self.cell(scenario, shape)
                 alternatives = [r for r in cell if CONTENDER_BY_NAME[r.contender].kind == "alternative"]
                 best = max(alternatives, key=lambda r: r.msgs_per_s, default=None)
                 raw = next((r for r in cell if r.contender == "raw-bytes"), None)
@@ -79,7 +93,7 @@ def load_json(path: str) -> Report:
     """A :class:`Report` read back from :meth:`Report.write_json` (to re-render tables, plot and page)."""
     with open(path, encoding="utf-8") as source:
         document = json.load(source)
-    fields = ("scenario", "contender", "size", "messages", "seconds")
+    fields = ("scenario", "contender", "shape", "messages", "seconds", "payload_bytes")
     results = [Result(**{name: entry[name] for name in fields}) for entry in document["results"]
                if entry["contender"] in CONTENDER_BY_NAME]
     report = Report(document["meta"], results, document.get("skipped", []), document.get("failures", []))
@@ -109,22 +123,32 @@ def human_bandwidth(mb_per_s: float) -> str:
 
 
 def scenario_rows(report: Report, scenario: str) -> List[List[str]]:
-    """Header and rows of one scenario's table: a contender per row, a payload size per column."""
-    sizes = sorted({r.size for r in report.results})
-    header = ["contender"] + [size_label(size) for size in sizes]
+    """Header and rows of one scenario's table: a contender per row, a message shape per column."""
+    shapes = report.shapes()
+    header = ["contender"] + [shape_label(name) for name in shapes]
     rows = [header]
     names = [c.name for c in CONTENDER_BY_NAME.values()
              if any(r.contender == c.name and r.scenario == scenario for r in report.results)]
     for name in names:
-        by_size = {r.size: r for r in report.results if r.scenario == scenario and r.contender == name}
-        rows.append([CONTENDER_BY_NAME[name].label] + [cell_text(by_size.get(size)) for size in sizes])
+        by_shape = {r.shape: r for r in report.results if r.scenario == scenario and r.contender == name}
+        rows.append([CONTENDER_BY_NAME[name].label] + [cell_text(by_shape.get(shape)) for shape in shapes])
     return rows
 
 
+def shape_legend(report: Report) -> List[str]:
+    """One line per shape measured: its column label and the message it stands for."""
+    return [f"{shape_label(name)}: {SHAPE_BY_NAME[name].code} ({SHAPE_BY_NAME[name].payload_bytes} B pickled)"
+            for name in report.shapes() if name in SHAPE_BY_NAME]
+
+
 def print_tables(report: Report, out: TextIO) -> None:
-    """The console report: one table per scenario."""
-    out.write("\ncells: messages/s, MB/s of payload, ratio to the best alternative (median of "
-              f"{report.meta['rounds']} interleaved round(s))\n")
+    """The console report: the shapes, one table per scenario, then the targets."""
+    load = report.meta.get("load_average_start", [0.0])[0]
+    out.write("\ncells: messages/s, MB/s of pickled messages, ratio to the best alternative (median of "
+              f"{report.meta['rounds']} interleaved round(s); load average {load:.1f} at the start, "
+              f"{report.meta.get('load_average_end', [load])[0]:.1f} at the end)\nshapes:\n")
+    for line in shape_legend(report):
+        out.write(f"  {line}\n")
     for scenario, description in SCENARIOS.items():
         rows = scenario_rows(report, scenario)
         if len(rows) < 2:
@@ -138,16 +162,26 @@ def print_tables(report: Report, out: TextIO) -> None:
         ceiling = ceiling_row(report, scenario)
         if ceiling:
             out.write("  ".join(text.ljust(width) for text, width in zip(ceiling, widths)).rstrip() + "\n")
+    from .targets import target_rows
+
+    rows = target_rows(report)
+    if rows:
+        out.write("\ntargets (issue 15), same-run ratios:\n")
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for number, row in enumerate(rows):
+            out.write("  ".join(text.ljust(width) for text, width in zip(row, widths)).rstrip() + "\n")
+            if number == 0:
+                out.write("  ".join("-" * width for width in widths) + "\n")
 
 
 def ceiling_row(report: Report, scenario: str) -> List[str]:
-    """``lute_ipc Cython / raw`` per size: the fraction of the raw byte loop's rate ([] when not measured)."""
-    sizes = sorted({r.size for r in report.results})
-    by_size = {r.size: r for r in report.results if r.scenario == scenario and r.contender == "lute_ipc-cython"}
-    if not any(r.fraction_of_raw is not None for r in by_size.values()):
+    """``lute_ipc Cython / raw`` per shape: the fraction of the raw byte loop's rate ([] when not measured)."""
+    shapes = report.shapes()
+    by_shape = {r.shape: r for r in report.results if r.scenario == scenario and r.contender == "lute_ipc-cython"}
+    if not any(r.fraction_of_raw is not None for r in by_shape.values()):
         return []
     cells = []
-    for size in sizes:
-        fraction = by_size[size].fraction_of_raw if size in by_size else None
+    for shape in shapes:
+        fraction = by_shape[shape].fraction_of_raw if shape in by_shape else None
         cells.append("-" if fraction is None else f"{fraction:.2f}x raw")
     return ["(lute_ipc Cython / raw)"] + cells

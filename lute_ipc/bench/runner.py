@@ -34,12 +34,13 @@ class Worker:
         line = stdout.readline()
         if not line:
             raise TransportError(f"a benchmark worker exited (code {self.proc.wait()}); see its stderr above")
-        return json.loads(line)
+        answer: Dict[str, Any] = json.loads(line)
+        return answer
 
-    def trial(self, scenario: str, contender: str, size: int, count: int) -> float:
+    def trial(self, scenario: str, contender: str, shape: str, count: int) -> float:
         """Seconds of one trial (TransportError with the worker's message if it failed)."""
         assert self.proc.stdin is not None
-        request = {"scenario": scenario, "contender": contender, "size": size, "count": count}
+        request = {"scenario": scenario, "contender": contender, "shape": shape, "count": count}
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         answer = self._answer()
@@ -72,10 +73,10 @@ class Workers:
             self._workers[pure] = Worker(pure)
         return self._workers[pure]
 
-    def trial_callable(self, scenario: str, contender: str, size: int, count: int) -> Callable[[], float]:
+    def trial_callable(self, scenario: str, contender: str, shape: str, count: int) -> Callable[[], float]:
         """A callable running one trial in the right worker."""
         worker = self.get(contender == "lute_ipc-pure")
-        return lambda: worker.trial(scenario, contender, size, count)
+        return lambda: worker.trial(scenario, contender, shape, count)
 
     def close(self) -> None:
         """End every worker."""

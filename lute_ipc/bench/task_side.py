@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List
 
-from ..message import Party
+from ..message import Message, Party
 from . import payloads
 from .control import Control
 from .lute_algorithm import lute_encode
@@ -22,7 +22,7 @@ from .lute_algorithm import lute_encode
 SETUP_TIMEOUT = 60.0
 
 
-def task_body(contender: str, mode: str, size: int, count: int) -> Callable[[Control], None]:
+def task_body(contender: str, mode: str, shape: str, count: int) -> Callable[[Control], None]:
     """The function a forked Task runs for ``contender`` in ``mode`` (``stream`` or ``per-message``)."""
 
     def body(control: Control) -> None:
@@ -31,7 +31,7 @@ def task_body(contender: str, mode: str, size: int, count: int) -> Callable[[Con
             del os.environ[name]
         os.environ.update(setup["env"])
         runner = _RUNNERS[contender]
-        first = runner(control, mode, size, count, setup["address"], contender)
+        first = runner(control, mode, payloads.messages(shape, count), setup["address"], contender)
         control.send({"first_write": first})
 
     return body
@@ -45,22 +45,45 @@ def wait_for_go(control: Control) -> float:
     return time.perf_counter()
 
 
-def _lute_ipc(control: Control, mode: str, size: int, count: int, address: Any, contender: str) -> float:
+def _lute_ipc(control: Control, mode: str, msgs: List[Message], address: Any, contender: str) -> float:
     from ..sockets import SocketCommunicator
 
-    msg = payloads.message(size, "TASK_RESULT" if contender == "lute_ipc-cython-result" else "TASK_LOG")
+    use_zmq = contender.endswith("-zmq")
+    if contender == "lute_ipc-cython-result":
+        msgs = [Message(contents=msg.contents, signal="TASK_RESULT") for msg in msgs]
     if mode == "stream":
-        comm = SocketCommunicator(Party.TASK, use_zmq=False)
+        comm = SocketCommunicator(Party.TASK, use_zmq=use_zmq)
         comm.delayed_setup()
         first = wait_for_go(control)
         write = comm.write
-        for _ in range(count):
+        for msg in msgs:
             write(msg)
+        # This forked Task ends with os._exit, which skips the at-exit wait for the Executor's
+        # acknowledgement: wait here (a Task closing a TCP socket with the acknowledgements
+        # unread resets it, and the Executor's kernel drops what it had not read yet).
+        comm.confirm()
         comm.clear_communicator()
         return first
     first = wait_for_go(control)
-    for _ in range(count):
-        comm = SocketCommunicator(Party.TASK, use_zmq=False)
+    for i, msg in enumerate(msgs):  # what a LUTE Task does for every message
+        comm = SocketCommunicator(Party.TASK, use_zmq=use_zmq)
+        comm.delayed_setup()
+        comm.write(msg)
+        if i == len(msgs) - 1:
+            comm.confirm()  # as above
+        comm.clear_communicator()
+    return first
+
+
+def _lute_lcls(control: Control, mode: str, msgs: List[Message], address: Any, contender: str) -> float:
+    """The real LUTE (``lute-lcls``) Task side: a new communicator per message."""
+    from .lute_lcls import lute_ipc_module
+
+    ipc = lute_ipc_module(contender.endswith("-zmq"))
+    lute_msgs = [ipc.Message(contents=msg.contents, signal=msg.signal) for msg in msgs]
+    first = wait_for_go(control)
+    for msg in lute_msgs:
+        comm = ipc.SocketCommunicator(ipc.Party.TASK)
         comm.delayed_setup()
         comm.write(msg)
         comm.clear_communicator()
@@ -78,36 +101,37 @@ def connect(address: Any) -> socket.socket:
     return sock
 
 
-def _lute(control: Control, mode: str, size: int, count: int, address: Any, contender: str) -> float:
-    frame = lute_encode(payloads.message(size))
+def _lute(control: Control, mode: str, msgs: List[Message], address: Any, contender: str) -> float:
+    frames = [lute_encode(msg) for msg in msgs]
     if mode == "stream":
         sock = connect(address)
         first = wait_for_go(control)
-        for _ in range(count):
+        for frame in frames:
             sock.sendall(frame)
         sock.close()
         return first
     first = wait_for_go(control)
-    for _ in range(count):  # LUTE's Task: connect, send one frame, close
+    for frame in frames:  # LUTE's Task: connect, send one frame, close
         sock = connect(address)
         sock.sendall(frame)
         sock.close()
     return first
 
 
-def _raw(control: Control, mode: str, size: int, count: int, address: Any, contender: str) -> float:
+def _raw(control: Control, mode: str, msgs: List[Message], address: Any, contender: str) -> float:
     from ..framing import encode_frame
 
-    frame = encode_frame(payloads.message(size))
+    frames = [encode_frame(msgs[0])] * len(msgs) if all(msg is msgs[0] for msg in msgs) \
+        else [encode_frame(msg) for msg in msgs]
     if mode == "stream":
-        stream = frame * count
+        stream = b"".join(frames)
         sock = connect(address)
         first = wait_for_go(control)
         sock.sendall(stream)
         sock.close()
         return first
     first = wait_for_go(control)
-    for _ in range(count):
+    for frame in frames:
         sock = connect(address)
         sock.sendall(frame)
         sock.close()
@@ -118,31 +142,29 @@ def _mp_address(address: Any) -> Any:
     return address if isinstance(address, str) else (address[0], address[1])
 
 
-def _mp_connection(control: Control, mode: str, size: int, count: int, address: Any, contender: str) -> float:
+def _mp_connection(control: Control, mode: str, msgs: List[Message], address: Any, contender: str) -> float:
     from multiprocessing.connection import Client
 
-    msg = payloads.message(size)
     target = _mp_address(address)
     if mode == "stream":
         conn = Client(target)
         first = wait_for_go(control)
         send = conn.send
-        for _ in range(count):
+        for msg in msgs:
             send(msg)
         conn.close()
         return first
     first = wait_for_go(control)
-    for _ in range(count):
+    for msg in msgs:
         conn = Client(target)
         conn.send(msg)
         conn.close()
     return first
 
 
-def _pyzmq(control: Control, mode: str, size: int, count: int, address: Any, contender: str) -> float:
+def _pyzmq(control: Control, mode: str, msgs: List[Message], address: Any, contender: str) -> float:
     import zmq
 
-    msg = payloads.message(size)
     context = zmq.Context()
     try:
         if mode == "stream":
@@ -151,12 +173,12 @@ def _pyzmq(control: Control, mode: str, size: int, count: int, address: Any, con
             push.connect(address)
             first = wait_for_go(control)
             send = push.send_pyobj
-            for _ in range(count):
+            for msg in msgs:
                 send(msg)
             push.close(linger=-1)
             return first
         first = wait_for_go(control)
-        for _ in range(count):  # a socket per message, as LUTE's ZeroMQ Task does per communicator
+        for msg in msgs:  # a socket per message, as LUTE's ZeroMQ Task does per communicator
             push = context.socket(zmq.PUSH)
             push.connect(address)
             push.send_pyobj(msg)
@@ -166,8 +188,11 @@ def _pyzmq(control: Control, mode: str, size: int, count: int, address: Any, con
         context.term()
 
 
-_RUNNERS: Dict[str, Callable[[Control, str, int, int, Any, str], float]] = {
+_RUNNERS: Dict[str, Callable[[Control, str, List[Message], Any, str], float]] = {
     "lute_ipc-cython": _lute_ipc,
+    "lute_ipc-cython-zmq": _lute_ipc,
+    "lute-lcls": _lute_lcls,
+    "lute-lcls-zmq": _lute_lcls,
     "lute_ipc-cython-result": _lute_ipc,
     "lute_ipc-cython-read": _lute_ipc,
     "lute_ipc-pure": _lute_ipc,

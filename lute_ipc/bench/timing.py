@@ -1,10 +1,11 @@
-"""Interleaved rounds of self-timed trials, medians and spread.
+"""Interleaved rounds, medians, spread and same-run ratios: the one timing harness of every benchmark.
 
-The rule of ``benchmarks/_timing.py`` (every contender once per round, in turn, then
-medians) applied to trials that time themselves: an end-to-end trial measures from the
-Task's first write to the Executor's last message, in two processes, so the caller's
-clock around it would add process start-up. The order of contenders rotates each round,
-so none is always first after a pause.
+Every contender runs once per round, in turn, and figures are medians over rounds, so the
+noise of a shared machine hits all contenders alike; the order rotates each round, so
+none is always first after a pause. Trials either time themselves (an end-to-end trial
+measures from the Task's first write to the Executor's last message, in two processes,
+so a clock around the call would add process start-up) or are in-process callables
+timed around the call (:func:`timed_rounds`).
 """
 
 from __future__ import annotations
@@ -40,3 +41,29 @@ def spread(values: Sequence[float]) -> float:
         return 0.0
     middle = statistics.median(values)
     return (max(values) - min(values)) / middle if middle > 0 else 0.0
+
+
+def timed_rounds(runs: Dict[Key, Callable[[], object]], rounds: int) -> Dict[Key, List[float]]:
+    """Interleaved rounds of in-process callables, each timed around its call (a GC pass before each)."""
+    import gc
+    import time
+
+    def timed(run: Callable[[], object]) -> Callable[[], float]:
+        def trial() -> float:
+            gc.collect()
+            start = time.perf_counter()
+            run()
+            return time.perf_counter() - start
+        return trial
+
+    return interleaved_rounds({key: timed(run) for key, run in runs.items()}, rounds)
+
+
+def median_ratio(times: Dict[Key, List[float]], numerator: Key, denominator: Key) -> float:
+    """Median over rounds of ``times[numerator] / times[denominator]`` (> 1: the denominator is faster)."""
+    return median([a / b for a, b in zip(times[numerator], times[denominator])])
+
+
+def rate(times: Sequence[float], count: int) -> float:
+    """Items per second at the median time."""
+    return count / median(times)

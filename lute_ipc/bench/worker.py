@@ -3,7 +3,7 @@
 One worker per framing core: the main process starts one normally and one with
 ``LUTE_IPC_PURE_PYTHON=1``; the core is chosen at import, so the pure contender needs
 a process of its own, and the Tasks it forks inherit it. Protocol: one JSON request per
-line on stdin (``{"scenario", "contender", "size", "count"}``), one JSON answer per line
+line on stdin (``{"scenario", "contender", "shape", "count"}``), one JSON answer per line
 (``{"seconds": s}`` or ``{"error": text}``); the first answer, unasked, is
 ``{"implementation": "cython" | "python"}``. Answers go to the original stdout, which
 the worker keeps for itself: anything else printed goes to stderr. EOF on stdin ends it.
@@ -20,8 +20,8 @@ from typing import Any, Dict
 SCENARIO_KINDS = {
     "stream-unix": ("stream", "unix"),
     "stream-tcp": ("stream", "tcp"),
-    "per-message-unix": ("per-message", "unix"),
-    "per-message-tcp": ("per-message", "tcp"),
+    "lute-per-message": ("per-message", "unix"),
+    "lute-per-message-tcp": ("per-message", "tcp"),
 }
 
 
@@ -33,9 +33,9 @@ def run_request(request: Dict[str, Any]) -> Dict[str, Any]:
     try:
         scenario = request["scenario"]
         if scenario == "pipe-mixed":
-            return pipe_trial(request["contender"], request["size"], request["count"])
+            return pipe_trial(request["contender"], request["shape"], request["count"])
         mode, family = SCENARIO_KINDS[scenario]
-        return socket_trial(request["contender"], mode, family, request["size"], request["count"])
+        return socket_trial(request["contender"], mode, family, request["shape"], request["count"])
     except Exception as exc:  # reported to the main process, which says which trial failed
         return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -54,6 +54,7 @@ def main() -> int:
             continue
         answers.write(json.dumps(run_request(json.loads(line))) + "\n")
         answers.flush()
+    answers.close()
     return 0
 
 

@@ -1,7 +1,8 @@
 """An Executor side written with the real LUTE (lute-lcls 0.3.0): runs a Task command and reads it with
 LUTE's PipeCommunicator (and SocketCommunicator for requests, answered on the Task's stdin).
 
-argv: the Task command. Prints, as its last stdout line, the hex of a pickled list of
+argv: the Task command. PEER_PLAIN_REPLY=1: answer requests with a plain ``Message(contents=...)``,
+as LUTE's own Executor does, instead of a TaskResponseMessage. Prints, as its last stdout line, the hex of a pickled list of
 (repr(contents), signal) it read.
 """
 import os
@@ -29,7 +30,10 @@ while time.monotonic() < deadline:
     request = sock.read(proc)
     if request.signal == "TASK_REQUEST":
         seen.append((repr(request.contents), request.signal))
-        pipe.write(ipc.TaskResponseMessage(contents=ipc.TaskResponse(response=["task-a", "task-b"])), proc)
+        if os.environ.get("PEER_PLAIN_REPLY"):  # what LUTE's Executor itself sends (its task_request hook)
+            pipe.write(ipc.Message(contents={"managed_tasks": ["task-a", "task-b"]}), proc)
+        else:
+            pipe.write(ipc.TaskResponseMessage(contents=ipc.TaskResponse(response=["task-a", "task-b"])), proc)
     if proc.poll() is not None and not sock.has_messages:
         msg = pipe.read(proc)
         if msg.contents is not None or msg.signal is not None:

@@ -166,8 +166,26 @@ def silent(seconds: str) -> None:
     time.sleep(float(seconds))
 
 
+def mirrored() -> None:
+    # Contents holding lute_ipc's mirrors of LUTE's classes (a LUTE Executor checks isinstance on them).
+    from lute_ipc import TaskResponse
+
+    send({"reply": TaskResponse(["a"]), "nested": Message("x")}, "TASK_RESULT")
+
+
+def print_after_result(delay: str) -> None:
+    # LUTE's TestSocket-like ending: the result, then output while the Task shuts down.
+    send({"value": 42}, "TASK_RESULT")
+    time.sleep(float(delay))
+    print("printed after the result", flush=True)
+    sys.stderr.write("stderr after the result\n")
+    sys.stderr.flush()
+    time.sleep(float(delay))
+    print("last words", flush=True)
+
+
 SCENARIOS = {f.__name__: f for f in (interleave, big, slow_big, paused, signal_then_sleep, print_and_warn, many, non_utf8, text_signals, stderr_text, abrupt, echo,
-                                     read_wait, lute_pickle, lute_text, silent)}
+                                     read_wait, lute_pickle, lute_text, silent, print_after_result, mirrored)}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]](*sys.argv[2:])

@@ -44,7 +44,17 @@ def payload_ok(seq: int, payload: Any) -> bool:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident set size of this process (MiB)."""
+    """Peak resident set size of this process (MiB): Linux's ``VmHWM``, the peak of this program's
+    own memory. Not ``ru_maxrss``: Linux carries a process's peak across ``execve``, so a child
+    started by a large parent (a test process that once held 128 MiB of frames) reports the
+    parent's size as its own peak."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

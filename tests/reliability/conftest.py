@@ -13,6 +13,14 @@ import pytest
 
 from tests.reliability.harness import Group
 
+TRANSPORTS = [
+    pytest.param((False, False), id="raw-unix"),
+    pytest.param((False, True), id="raw-tcp"),
+    pytest.param((True, False), id="zmq-unix"),
+    pytest.param((True, True), id="zmq-tcp"),
+]
+"""``(use_zmq, tcp)`` of every transport, for ``parametrize("transport", TRANSPORTS)``."""
+
 
 def scale() -> float:
     try:

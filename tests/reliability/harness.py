@@ -87,11 +87,14 @@ class Child:
                 pass
 
     def wait(self, timeout: float) -> Optional[int]:
-        """Exit code, or None if still running after ``timeout``."""
+        """Exit code, or None if still running after ``timeout``. Once the child has exited, its
+        output is read to the end first, so ``find`` sees every line it wrote."""
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+        self._thread.join(10.0)  # stdout reaches EOF once the child (and its group) closed it
+        return code
 
     def stderr(self) -> str:
         self._stderr.seek(0)

@@ -84,7 +84,11 @@ def run_cycle(index: int, transport, cycle_seconds: float, totals: Totals) -> No
         os.environ["LUTE_USE_TCP"] = "1"
         os.environ["LUTE_BIND_HOST"] = "127.0.0.1"
     group = Group()
-    ex = SocketCommunicator(Party.EXECUTOR, use_zmq=use_zmq, queue_size=2000, idle_timeout=1.0)
+    # Raw TCP: a peer without a session is refused at once where authentication is on, so the garbage
+    # and stall faults run against LUTE's TCP set-up without authentication (plain frames served).
+    plain_peer = tcp and not use_zmq and fault in ("garbage", "stall")
+    ex = SocketCommunicator(Party.EXECUTOR, use_zmq=use_zmq, queue_size=2000, idle_timeout=1.0,
+                            require_auth=False if plain_peer else None)
     try:
         ex.delayed_setup()
         env = child_env({"LUTE_USE_ZMQ": "1" if use_zmq else "0"})
@@ -98,7 +102,7 @@ def run_cycle(index: int, transport, cycle_seconds: float, totals: Totals) -> No
             tasks[victim] = group.task({"sender": victim, "count": 10**6, "rate": 3000}, env)
         seqs: Dict[str, List[int]] = {}
         corrupt = 0
-        key = bytes.fromhex(os.environ["LUTE_IPC_KEY"]) if tcp else None
+        key = bytes.fromhex(os.environ["LUTE_IPC_KEY"]) if tcp and not plain_peer else None
         start = time.monotonic()
         fault_done = False
         stall_sock = None

@@ -24,7 +24,7 @@ import time
 import pytest
 
 from tests.reliability.common import size_for
-from tests.reliability.conftest import pure_python, scale
+from tests.reliability.conftest import TRANSPORTS, pure_python, scale
 from tests.reliability.harness import Group, task_env
 
 pytestmark = pytest.mark.reliability
@@ -42,13 +42,6 @@ slack. Raw sockets measure about 11-15 MiB, ZeroMQ about 20-30 MiB. A reader tha
 Tasks send while the consumer is slow exceeds it: the run sends 367 MiB (92 MiB in the pure-Python
 leg); the ZeroMQ Executor did, +580-670 MiB, until its RCVHWM (160,000 ZeroMQ messages) was
 derived from queue_size (docs/RELIABILITY.md 4.4)."""
-
-TRANSPORTS = [
-    pytest.param((False, False), id="raw-unix"),
-    pytest.param((False, True), id="raw-tcp"),
-    pytest.param((True, False), id="zmq-unix"),
-    pytest.param((True, True), id="zmq-tcp"),
-]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -17,7 +17,6 @@ not permitted; CI runs as root and runs them.
 
 from __future__ import annotations
 
-import getpass
 import os
 import shutil
 import signal
@@ -29,11 +28,11 @@ from typing import Dict, Iterator, List
 import pytest
 
 from tests.reliability.harness import Group, task_env
+from tests.socket_tasks.sshd import SSHD, write_sshd_files
 
 pytestmark = pytest.mark.reliability
 
 EXEC_ADDR, TASK_ADDR = "10.213.7.1", "10.213.7.2"
-SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
 ALIAS = "lute-exec-host"
 CUT_BOUND = 15.0
 """Seconds within which a Task must report the cut link (its connect_timeout is 5 s; the defaults
@@ -105,10 +104,6 @@ def hosts(group: Group) -> Iterator[Hosts]:
         assert h.exec_ns not in left and h.task_ns not in left
 
 
-def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-
-
 @pytest.fixture
 def sshd(hosts: Hosts, tmp_path: Path) -> Iterator[Dict[str, str]]:
     """A private sshd on 10.213.7.1:2222 in the Executor's namespace; an ssh config naming it ALIAS."""
@@ -116,23 +111,8 @@ def sshd(hosts: Hosts, tmp_path: Path) -> Iterator[Dict[str, str]]:
         pytest.skip("openssh (sshd, ssh, ssh-keygen) is not installed")
     root = tmp_path / "sshd"
     root.mkdir()
-    _keygen(root / "host_key")
-    _keygen(root / "user_key")
-    shutil.copy(root / "user_key.pub", root / "authorized_keys")
     port = 2222
-    (root / "sshd_config").write_text(
-        f"Port {port}\nListenAddress {EXEC_ADDR}\nHostKey {root / 'host_key'}\nPidFile {root / 'sshd.pid'}\n"
-        f"AuthorizedKeysFile {root / 'authorized_keys'}\nStrictModes no\nPubkeyAuthentication yes\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
-        "PermitRootLogin prohibit-password\nAllowStreamLocalForwarding yes\nLogLevel ERROR\n")
-    host_key = (root / "host_key.pub").read_text().split()
-    (root / "known_hosts").write_text(f"[{EXEC_ADDR}]:{port} {host_key[0]} {host_key[1]}\n")
-    (root / "ssh_config").write_text(
-        f"Host {ALIAS}\n  HostName {EXEC_ADDR}\n  Port {port}\n  User {getpass.getuser()}\n"
-        f"  IdentityFile {root / 'user_key'}\n  IdentitiesOnly yes\n  UserKnownHostsFile {root / 'known_hosts'}\n"
-        "  StrictHostKeyChecking yes\n  GlobalKnownHostsFile /dev/null\n  ConnectTimeout 5\n")
-    if os.geteuid() == 0:
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    write_sshd_files(root, EXEC_ADDR, port, ALIAS, "  ConnectTimeout 5\n")
     proc = subprocess.Popen([*hosts.prefix(hosts.exec_ns), SSHD, "-D", "-e", "-f", str(root / "sshd_config")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:

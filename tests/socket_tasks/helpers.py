@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import pytest
 
@@ -65,6 +65,16 @@ def executor(use_zmq: bool, **options: object) -> SocketCommunicator:
     return comm
 
 
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
+    """True once ``predicate()`` is true, polled every 10 ms; False if it is still false after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
+
+
 def collect(comm: SocketCommunicator, count: int, timeout: float,
             procs: Iterable[subprocess.Popen] = ()) -> List[Message]:
     """Read until ``count`` messages came or ``timeout`` passed (or every proc failed)."""
@@ -77,6 +87,30 @@ def collect(comm: SocketCommunicator, count: int, timeout: float,
         if failed:
             raise AssertionError("Task failed: " + failed[0].stderr.read().decode(errors="replace"))
     return out
+
+
+def lute_executor_loop(ex: SocketCommunicator, proc: subprocess.Popen, poll_interval: float = 0.05,
+                       limit: float = 40.0) -> Tuple[List[Message], float]:
+    """What LUTE 0.3.0's Executor does with its communicator (``execute_task``, ``_task_loop``,
+    ``_finalize_task``): read while messages wait, sleep, and once the process has ended (or after
+    ``limit`` seconds) one final loop. Returns the messages read and the final loop's seconds."""
+    got: List[Message] = []
+
+    def task_loop() -> None:
+        while True:
+            msg = ex.read(proc)
+            if msg.contents is not None or msg.signal is not None:
+                got.append(msg)
+            if not ex.has_messages:
+                break
+
+    deadline = time.monotonic() + limit
+    while proc.poll() is None and time.monotonic() < deadline:
+        task_loop()
+        time.sleep(poll_interval)
+    started = time.monotonic()
+    task_loop()  # the final read
+    return got, time.monotonic() - started
 
 
 def finish(proc: subprocess.Popen, timeout: float = 30) -> None:

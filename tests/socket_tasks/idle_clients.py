@@ -10,6 +10,7 @@ import sys
 
 
 def connect() -> socket.socket:
+    """A connection to the Executor named by LUTE_USE_TCP/LUTE_PORT or LUTE_SOCKET (TCP: loopback)."""
     if "LUTE_USE_TCP" in os.environ:
         return socket.create_connection(("127.0.0.1", int(os.environ["LUTE_PORT"])))
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

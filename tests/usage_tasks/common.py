@@ -1,8 +1,7 @@
-"""Helpers shared by the usage tests: a clean LUTE environment, child processes, transports."""
+"""Helpers shared by the usage tests: child processes, transports, reading until done."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -12,9 +11,9 @@ from typing import Callable, Dict, List, Optional
 import pytest
 
 from lute_ipc import Message, SocketCommunicator
+from tests.socket_tasks.helpers import child_env
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
 
 TRANSPORTS = [
     pytest.param((False, False), id="raw-unix"),
@@ -25,28 +24,11 @@ TRANSPORTS = [
 """(use_zmq, use_tcp) pairs."""
 
 
-def clean_lute_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Remove every LUTE_* variable except the implementation switch."""
-    for name in list(os.environ):
-        if name.startswith("LUTE_") and name != "LUTE_IPC_PURE_PYTHON":
-            monkeypatch.delenv(name)
-
-
 def use_tcp(monkeypatch: pytest.MonkeyPatch, tcp: bool) -> None:
     """TCP on loopback (authenticated) when ``tcp``, else a private Unix socket."""
     if tcp:
         monkeypatch.setenv("LUTE_USE_TCP", "1")
         monkeypatch.setenv("LUTE_BIND_HOST", "127.0.0.1")
-
-
-def child_env(use_zmq: Optional[bool] = None, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """This process's environment for a child Task (``LUTE_USE_ZMQ`` set to match ``use_zmq``)."""
-    env = dict(os.environ)
-    if use_zmq is not None:
-        env["LUTE_USE_ZMQ"] = "1" if use_zmq else "0"
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.update(extra or {})
-    return env
 
 
 def script(name: str) -> str:

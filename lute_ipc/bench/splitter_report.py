@@ -1,38 +1,35 @@
-"""Speed of the stdout stream splitter (issue 3: the pipe path).
-
-Run as a script for the report (medians of interleaved rounds, ratios measured in the same
-run), or with ``python -m pytest benchmarks/bench_splitter.py`` for pytest-benchmark tracking.
+"""``python -m lute_ipc.bench.splitter_report``: speed of the stdout stream splitter (the pipe path).
 
 Workloads, all fed in 64 KiB reads as a pipe delivers them:
-* **text-heavy**: 64 MiB of log lines (some non-ASCII) with a pickled str (what a LUTE Task
-  writes for each report) every ~25 lines;
-  Cython vs the pure-Python reference (target >= 10x);
-* **pickle-heavy**: 64 MiB of pickled result dicts (floats, strings, tuples) and log strings
-  with a short print() now and then;
-  Cython vs a bare ``pickle.loads`` loop over the same pickles, already cut (target >= 0.8x);
+
+* **text-heavy**: log lines (some non-ASCII) with a pickled str (what a LUTE Task writes
+  for each report) every ~25 lines; Cython vs the pure-Python reference (target >= 10x);
+* **pickle-heavy**: pickled result dicts (floats, strings, tuples) and log strings with a
+  short print() now and then; Cython vs a bare ``pickle.loads`` loop over the same pickles,
+  already cut (target >= 0.8x);
 * **one large pickle**: 50 MB vs 5 MB (the same structure, 10x the size): the time ratio
   shows whether the work is linear (target <= 12; quadratic re-parsing would give ~100).
+
+The workload builders are also used by the pytest-benchmark suite (``benchmarks/``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import random
 import statistics
 import sys
-from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks._timing import interleaved, median_ratio  # noqa: E402
-from lute_ipc import _framing_py  # noqa: E402
+from .. import _framing_py
+from .timing import median_ratio, timed_rounds
 
 try:
-    from lute_ipc import _framing_c
-except ImportError:  # pragma: no cover - the report says so
+    from .. import _framing_c
+except ImportError:  # the report says so
     _framing_c = None
 
 READ = 64 * 1024
@@ -46,7 +43,8 @@ def text_heavy_stream(size: int, seed: int = 1) -> bytes:
     i = 0
     while total < size:
         for _ in range(25):
-            line = f"2026-11-25 22:{i % 60:02d} INFO step {i}: processed {rng.randrange(10**6)} events, é={rng.random():.4f}\n"
+            line = (f"2026-11-25 22:{i % 60:02d} INFO step {i}: processed {rng.randrange(10**6)} events, "
+                    f"é={rng.random():.4f}\n")
             parts.append(line.encode())
             total += len(parts[-1])
             i += 1
@@ -122,45 +120,16 @@ def loads_loop_kept(pickles: List[bytes], per_read: int) -> Callable[[], int]:
     return run
 
 
-# --------------------------------------------------------------------------- pytest-benchmark
-_SMALL = 8 * MIB
 
 
-def _impls() -> List[ModuleType]:
+def implementations() -> List[ModuleType]:
     """The twins available, the Cython one first."""
     return [m for m in (_framing_c, _framing_py) if m is not None]
 
 
-def test_bench_text_heavy(benchmark: Any) -> None:
-    stream = text_heavy_stream(_SMALL)
-    assert benchmark(splitter_run(_impls()[0], stream)) > 0
-
-
-def test_bench_text_heavy_reference(benchmark: Any) -> None:
-    stream = text_heavy_stream(_SMALL)
-    assert benchmark.pedantic(splitter_run(_framing_py, stream), rounds=3) > 0
-
-
-def test_bench_pickle_heavy(benchmark: Any) -> None:
-    pickles, stream = pickle_heavy_objects(_SMALL)
-    impl = _impls()[0]
-    assert benchmark(splitter_run(impl, stream)) >= len(pickles)
-
-
-def test_bench_pickle_heavy_loads_baseline(benchmark: Any) -> None:
-    pickles, _ = pickle_heavy_objects(_SMALL)
-    assert benchmark(loads_loop(pickles)) == len(pickles)
-
-
-def test_bench_large_pickle(benchmark: Any) -> None:
-    data = large_pickle(20 * MIB)
-    assert benchmark(splitter_run(_impls()[0], data)) == 1
-
-
-# --------------------------------------------------------------------------- report
 def report(rounds: int, size: int) -> None:
     print(f"lute_ipc splitter benchmark: {size // MIB} MiB streams in {READ // 1024} KiB reads, "
-          f"{rounds} interleaved rounds, medians")
+          f"{rounds} interleaved rounds, medians; load average {os.getloadavg()[0]:.1f}")
     if _framing_c is None:
         print("  the Cython extension is not built: only the pure-Python reference is measured")
     impl = _framing_c or _framing_py
@@ -169,7 +138,7 @@ def report(rounds: int, size: int) -> None:
     contenders: Dict[str, Callable[[], Any]] = {"py": splitter_run(_framing_py, text)}
     if _framing_c is not None:
         contenders["c"] = splitter_run(_framing_c, text)
-    times = interleaved(contenders, rounds=max(3, rounds // 2))
+    times = timed_rounds(contenders, rounds=max(3, rounds // 2))
     for name, runs in times.items():
         print(f"  text-heavy   {name:>6}: {statistics.median(runs) * 1000:8.1f} ms  "
               f"({len(text) / MIB / statistics.median(runs):7.1f} MiB/s)")
@@ -178,29 +147,38 @@ def report(rounds: int, size: int) -> None:
 
     pickles, stream = pickle_heavy_objects(size)
     per_read = max(1, round(len(pickles) * READ / len(stream)))
-    times = interleaved({"loads": loads_loop(pickles), "kept": loads_loop_kept(pickles, per_read),
+    times = timed_rounds({"loads": loads_loop(pickles), "kept": loads_loop_kept(pickles, per_read),
                          "split": splitter_run(impl, stream)}, rounds=rounds)
     for name, runs in times.items():
         print(f"  pickle-heavy {name:>6}: {statistics.median(runs) * 1000:8.1f} ms  ({len(pickles)} pickles)")
     print(f"  pickle-heavy {impl.__name__.rsplit('.', 1)[-1]} split vs bare pickle.loads loop: "
           f"{median_ratio(times, 'loads', 'split'):5.2f}x speed (target >= 0.8x)")
     print(f"  pickle-heavy   (context) loop keeping each read's {per_read} results vs bare loop: "
-          f"{median_ratio(times, 'loads', 'kept'):5.2f}x; split vs that loop: {median_ratio(times, 'kept', 'split'):5.2f}x")
+          f"{median_ratio(times, 'loads', 'kept'):5.2f}x; "
+          f"split vs that loop: {median_ratio(times, 'kept', 'split'):5.2f}x")
 
     big, small = large_pickle(50_000_000), large_pickle(5_000_000)
-    times = interleaved({"50MB": splitter_run(impl, big), "5MB": splitter_run(impl, small)}, rounds=rounds)
+    times = timed_rounds({"50MB": splitter_run(impl, big), "5MB": splitter_run(impl, small)}, rounds=rounds)
     for name, runs in times.items():
         print(f"  one pickle   {name:>6}: {statistics.median(runs) * 1000:8.1f} ms")
-    print(f"  one pickle   time(50 MB) / time(5 MB): {median_ratio(times, '50MB', '5MB'):5.1f} (target <= 12, linear = 10)")
+    print(f"  one pickle   time(50 MB) / time(5 MB): {median_ratio(times, '50MB', '5MB'):5.1f} "
+          "(target <= 12, linear = 10)")
     if impl is _framing_c:
-        times = interleaved({"50MB": splitter_run(_framing_py, big), "5MB": splitter_run(_framing_py, small)},
+        times = timed_rounds({"50MB": splitter_run(_framing_py, big), "5MB": splitter_run(_framing_py, small)},
                             rounds=max(3, rounds // 2))
         print(f"  one pickle   pure reference time(50 MB) / time(5 MB): {median_ratio(times, '50MB', '5MB'):5.1f}")
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Optional[List[str]] = None) -> int:
+    """Parse the arguments and print the report."""
+    parser = argparse.ArgumentParser(prog="python -m lute_ipc.bench.splitter_report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--size-mib", type=int, default=64)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     report(args.rounds, args.size_mib * MIB)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
