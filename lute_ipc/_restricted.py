@@ -952,20 +952,22 @@ class RestrictedUnpickler(_Base):  # type: ignore[misc]
     dispatch[pickle.PUT[0]] = load_put
 
     # ------------------------------------------------------------------ containers
-    def load_append(self) -> None:
-        value = self.stack.pop()
+    def _sequence(self) -> Any:
         target = self.stack[-1]
         if type(target) not in _SEQUENCES:
             raise ForbiddenCall(f"restricted unpickler appends only to lists, not to a {type(target).__name__}")
+        return target
+
+    def load_append(self) -> None:
+        value = self.stack.pop()
+        target = self._sequence()
         self._spend.add_items(1)
         target.append(value)
     dispatch[pickle.APPEND[0]] = load_append
 
     def load_appends(self) -> None:
         items = self.pop_mark()
-        target = self.stack[-1]
-        if type(target) not in _SEQUENCES:
-            raise ForbiddenCall(f"restricted unpickler appends only to lists, not to a {type(target).__name__}")
+        target = self._sequence()
         self._spend.add_items(len(items))
         target.extend(items)
     dispatch[pickle.APPENDS[0]] = load_appends
