@@ -173,6 +173,15 @@ def lute_address(ex: ExecutorProcess, family: str) -> str:
     return f"ipc://{ex.exported['LUTE_SOCKET']}"
 
 
+def lute_frame(i: int, size: int = 0) -> bytes:
+    """One frame as a LUTE Task sends it: ``Message(i, "TASK_LOG")``, or with ``size`` octets, the
+    contents ``(i, b"x" * size)``."""
+    from lute_ipc import Message
+    from lute_ipc.framing import encode_frame
+
+    return bytes(encode_frame(Message((i, b"x" * size) if size else i, "TASK_LOG")))
+
+
 def counted(stats: Dict[str, Any]) -> int:
     """What ``stats`` counts as refused or dropped on LUTE's endpoint (:data:`COUNTED`)."""
     return sum(int(stats[name]) for name in COUNTED)

@@ -78,7 +78,9 @@ from tests.redteam.rt14z_common import (
     base_env,
     counted,
     lute_address,
+    lute_frame,
     require_core,
+    run_task_ok,
 )
 
 zmq = pytest.importorskip("zmq")
@@ -128,14 +130,6 @@ context.term()
 """
 
 
-def _frame(i: int, size: int = 0) -> bytes:
-    from lute_ipc.framing import encode_frame
-
-    return bytes(encode_frame(Message((i, b"x" * size) if size else i, "TASK_LOG")))
-
-
-
-
 def _descriptors(ex: ExecutorProcess) -> int:
     return len(os.listdir(f"/proc/{ex.proc.pid}/fd"))
 
@@ -178,13 +172,6 @@ def _lute_env(ex: ExecutorProcess) -> Dict[str, str]:
     return env
 
 
-def _run(code: str, env: Dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done
-
-
 def _read_all(ex: ExecutorProcess, expected: int, wait: float = 10) -> List[str]:
     """Everything ``read()`` gives, expecting ``expected`` (reads on briefly in case of more)."""
     got = ex.read(expected, wait)
@@ -198,7 +185,7 @@ def _read_all(ex: ExecutorProcess, expected: int, wait: float = 10) -> List[str]
 def test_lute_task_one_communicator_paused_consumer_loses_nothing_uncounted(core: str, family: str, lute_package: None) -> None:
     require_core(core)
     with _executor(core, family, queue_size=4) as ex:
-        _run(LUTE_ONE_COMMUNICATOR, _lute_env(ex), *["0"] * 300)  # the consumer reads nothing meanwhile
+        run_task_ok(LUTE_ONE_COMMUNICATOR, _lute_env(ex), *["0"] * 300, timeout=60)  # the consumer reads nothing meanwhile
         got = _read_all(ex, 300, wait=5)  # the Task has ended: what it sent is in the Executor
         stats = _wait(ex, lambda s: len(got) + counted(s) >= 300, wait=2)
     assert sorted(got, key=int) == [repr(i) for i in range(len(got))]
@@ -233,7 +220,7 @@ def test_message_just_over_the_limit_is_counted_once(core: str, family: str) -> 
                 push.close(linger=10_000)
             push = context.socket(zmq.PUSH)
             push.connect(lute_address(ex, family))
-            push.send(_frame(7))
+            push.send(lute_frame(7))
             push.close(linger=10_000)
             got = _read_all(ex, 1)
         finally:
@@ -270,7 +257,7 @@ def test_paused_consumer_and_many_connections_report_no_drop(core: str, family: 
                 monitor.close()
                 if not stalled:
                     probes.append(count + len(probes))
-                    probe.send(_frame(probes[-1]))
+                    probe.send(lute_frame(probes[-1]))
                 probe.close(linger=10_000)
                 if stalled:
                     break
@@ -300,16 +287,16 @@ def test_oversize_per_message_senders_are_counted_while_consumer_paused(core: st
             filler = context.socket(zmq.PUSH)
             filler.connect(lute_address(ex, family))
             for i in range(100):
-                filler.send(_frame(10_000 + i))
+                filler.send(lute_frame(10_000 + i))
             _wait(ex, lambda s: s["backpressure_waits"] >= 1)  # the reader waits for queue room
             for i in range(20):  # LUTE's pattern: one PUSH per message, closed after it
                 push = context.socket(zmq.PUSH)
                 push.connect(lute_address(ex, family))
-                push.send(_frame(1000 + i, 2 * LIMIT))
+                push.send(lute_frame(1000 + i, 2 * LIMIT))
                 push.close(linger=10_000)
                 push = context.socket(zmq.PUSH)
                 push.connect(lute_address(ex, family))
-                push.send(_frame(i))
+                push.send(lute_frame(i))
                 push.close(linger=10_000)
             got = _read_all(ex, 120, wait=10)
             filler.close(linger=10_000)
@@ -329,8 +316,8 @@ def test_lute_task_that_writes_nothing_is_not_a_drop(core: str, family: str, lut
     require_core(core)
     with _executor(core, family) as ex:
         baseline = _descriptors(ex)
-        _run(LUTE_NO_WRITE, _lute_env(ex))
-        _run(LUTE_PER_MESSAGE, _lute_env(ex), "0")
+        run_task_ok(LUTE_NO_WRITE, _lute_env(ex), timeout=60)
+        run_task_ok(LUTE_PER_MESSAGE, _lute_env(ex), "0", timeout=60)
         got = _read_all(ex, 1)
         stats = _quiet(ex, baseline)
     assert got == ["0"]
@@ -343,7 +330,7 @@ def test_oversize_after_a_good_message_on_one_lute_communicator_iscounted(core: 
     require_core(core)
     with _executor(core, family, max_frame_size=LIMIT) as ex:
         baseline = _descriptors(ex)
-        _run(LUTE_ONE_COMMUNICATOR, _lute_env(ex), "0", str(2 * LIMIT))
+        run_task_ok(LUTE_ONE_COMMUNICATOR, _lute_env(ex), "0", str(2 * LIMIT), timeout=60)
         got = _read_all(ex, 1)
         stats = _quiet(ex, baseline)
     assert got == ["0"]
@@ -364,7 +351,7 @@ def test_lute_wire_task_with_a_larger_limit_oversize_iscounted(core: str, family
         env = dict(ex.task_env, LUTE_IPC_MAX_FRAME_SIZE=str(8 * LIMIT))
         env.pop("LUTE_IPC_PROTOCOL")  # a Task that does not see the session: LUTE's wire
         env.pop("LUTE_IPC_EXECUTOR_MAX_FRAME_SIZE")
-        _run(code, env)
+        run_task_ok(code, env, timeout=60)
         got = _read_all(ex, 1)
         stats = _quiet(ex, baseline)
     assert got == ["0"]
@@ -405,11 +392,11 @@ def test_several_or_multipart_messages_per_connection_are_not_drops(core: str, f
                 push = context.socket(zmq.PUSH)
                 push.connect(lute_address(ex, family))
                 for k in range(10):
-                    push.send(_frame(c * 10 + k))
+                    push.send(lute_frame(c * 10 + k))
                 push.close(linger=10_000)
             push = context.socket(zmq.PUSH)
             push.connect(lute_address(ex, family))
-            push.send_multipart([_frame(50), _frame(51)])
+            push.send_multipart([lute_frame(50), lute_frame(51)])
             push.close(linger=10_000)
             got = _read_all(ex, 52)
         finally:
@@ -435,7 +422,7 @@ def test_rejected_message_is_counted_once_not_also_as_a_dropped_connection(core:
                 push.close(linger=10_000)
             push = context.socket(zmq.PUSH)
             push.connect(lute_address(ex, family))
-            push.send(_frame(1))
+            push.send(lute_frame(1))
             push.close(linger=10_000)
             got = _read_all(ex, 1)
         finally:
@@ -457,9 +444,9 @@ def test_oversize_then_good_on_one_push_socket(core: str, family: str) -> None:
         try:
             push = context.socket(zmq.PUSH)
             push.connect(lute_address(ex, family))
-            push.send(_frame(0, 4 * LIMIT))
-            push.send(_frame(1))
-            push.send(_frame(2))
+            push.send(lute_frame(0, 4 * LIMIT))
+            push.send(lute_frame(1))
+            push.send(lute_frame(2))
             push.close(linger=10_000)
             got = _read_all(ex, 2)
         finally:

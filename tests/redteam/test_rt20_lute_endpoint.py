@@ -18,7 +18,6 @@ from typing import Any, Callable, Dict
 
 import pytest
 
-from lute_ipc import Message
 from tests.redteam.rt14z_common import (
     CORES,
     FAMILIES,
@@ -26,18 +25,13 @@ from tests.redteam.rt14z_common import (
     base_env,
     counted,
     lute_address,
+    lute_frame,
     require_core,
 )
 
 zmq = pytest.importorskip("zmq")
 
 LIMIT = 1 << 20
-
-
-def _frame(i: int, size: int = 0) -> bytes:
-    from lute_ipc.framing import encode_frame
-
-    return bytes(encode_frame(Message((i, b"x" * size) if size else i, "TASK_LOG")))
 
 
 def _executor(core: str, family: str, **options: Any) -> ExecutorProcess:
@@ -73,8 +67,8 @@ def test_oversize_frame_between_good_frames_in_one_message(core: str, family: st
     with _executor(core, family, queue_size=2) as ex:
         push = _push(lute_address(ex, family))
         try:
-            push.send(_frame(0) + _frame(1, LIMIT + 10) + _frame(2))
-            push.send_multipart([_frame(3), _frame(4, LIMIT + 10), _frame(5)])
+            push.send(lute_frame(0) + lute_frame(1, LIMIT + 10) + lute_frame(2))
+            push.send_multipart([lute_frame(3), lute_frame(4, LIMIT + 10), lute_frame(5)])
             stats = _wait(ex, lambda s: s["messages"] >= 2 and counted(s) >= 1)
             got = ex.read(4, 15) + ex.read(10, 0.5)
             stats = _wait(ex, lambda s: counted(s) >= 2, 5)
@@ -105,7 +99,7 @@ def test_peers_that_hang_up_at_once_are_notcounted(core: str, family: str) -> No
         push = _push(f"tcp://{target[0]}:{target[1]}" if family == "tcp" else f"ipc://{target}")
         try:
             for i in range(3):
-                push.send(_frame(i))
+                push.send(lute_frame(i))
             got = ex.read(3, 15)
         finally:
             push.close(linger=0)
@@ -157,7 +151,7 @@ def test_tcp_memory_with_a_paused_consumer_is_bounded_per_peer(core: str) -> Non
             push.setsockopt(zmq.SNDHWM, 2)
             push.connect(address)
             pushes.append(push)
-        payload = _frame(0, MIB - 64 * 1024)
+        payload = lute_frame(0, MIB - 64 * 1024)
         sent = [0] * 4
         try:
             deadline = time.monotonic() + 10  # unbounded, all 120 went at once; bounded, peers wait here
