@@ -75,12 +75,18 @@ def _too_large(length: int, limit: int) -> MessageTooLarge:
         length=length, limit=limit)
 
 
-def _naming(error: TransportError, accepted: int, lost: int = 0) -> TransportError:
-    """``error``, of the same class, also naming the ``accepted`` messages its send dropped and,
-    when the link also gave up on messages it had sent (``lost`` is more), the loss in all."""
+def _naming(error: TransportError, accepted: int, lost: int = 0, own: bool = False) -> TransportError:
+    """``error``, of the same class, also naming the messages its send dropped: the message of the
+    :meth:`~FrameWriter.write` that raises it (``own``) and the ``accepted`` ones earlier writes
+    returned from; when the link also gave up on messages it had sent (``lost`` is more), the loss
+    in all."""
     in_all = f"; in all, {lost} message(s) that write() had accepted were not confirmed delivered" \
         if lost > accepted else ""
-    named = _restated(error, f"{error} ({accepted} message(s) that write() had accepted were not sent{in_all})")
+    dropped = [f"{accepted} message(s) that write() had accepted"] if accepted else []
+    if own:
+        dropped.insert(0, "the message of this write()")
+    verb = "was" if dropped == ["the message of this write()"] else "were"
+    named = _restated(error, f"{error} ({' and '.join(dropped)} {verb} not sent{in_all})")
     named.__cause__ = error.__cause__
     return named
 
@@ -329,8 +335,8 @@ class FrameWriter:
             self._batch.buffer = bytearray()  # a traceback may still hold a view of the old one
             accepted = count - own
             self.accepted_lost += accepted
-            if accepted and isinstance(exc, TransportError):
-                raise _naming(exc, accepted, self._lost_total() - before) from exc
+            if (accepted or own) and isinstance(exc, TransportError):
+                raise _naming(exc, accepted, self._lost_total() - before, own=bool(own)) from exc
             raise
         finally:
             self._batch.busy_until(_monotonic())
@@ -368,8 +374,10 @@ class FrameWriter:
             self._own_link()
         try:
             self._link.send(frame, 1)
-        except BaseException:
+        except BaseException as exc:
             self.frames_lost += 1
+            if isinstance(exc, TransportError):
+                raise _naming(exc, 0, own=True) from exc
             raise
         del frame
         self.sends += 1
