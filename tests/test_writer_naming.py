@@ -36,3 +36,12 @@ def test_a_send_that_also_ended_a_session_names_the_loss_in_all() -> None:
     assert str(named).endswith("(19 message(s) that write() had accepted were not sent; in all, 20 message(s) "
                                "that write() had accepted were not confirmed delivered)")
     assert str(naming(link_error, 19, 19)).endswith("were not sent)")
+
+
+def test_the_message_of_the_raising_write_is_named() -> None:
+    """A write() whose own send failed: its message is named first, then the earlier ones."""
+    link_error = TransportError("the Executor closed the session (did it exit?): 0 message(s) sent were not confirmed")
+    assert str(naming(link_error, 0, own=True)).endswith("(the message of this write() was not sent)")
+    both = naming(link_error, 3, 3, own=True)
+    assert str(both).endswith("(the message of this write() and 3 message(s) that write() had accepted were not sent)")
+    assert type(both) is TransportError
