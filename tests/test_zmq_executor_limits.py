@@ -7,7 +7,6 @@ attacks themselves; these hold what must not be reported falsely, and the docume
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 import warnings
@@ -16,7 +15,15 @@ from typing import Any, Dict
 import pytest
 
 from lute_ipc import Message
-from tests.redteam.rt14z_common import CORES, FAMILIES, ExecutorProcess, base_env, require_core, run_task
+from tests.redteam.rt14z_common import (
+    CORES,
+    FAMILIES,
+    ExecutorProcess,
+    base_env,
+    open_descriptors,
+    require_core,
+    run_task,
+)
 
 zmq = pytest.importorskip("zmq")
 
@@ -136,10 +143,6 @@ def test_executor_exports_its_frame_limit(core: str, family: str) -> None:
         assert done.stdout.split() == ["1000", "True"], done.stdout
 
 
-def _open_descriptors(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("core", CORES)
 def test_a_descriptor_reused_while_the_reader_waits_is_not_a_drop(core: str, family: str) -> None:
@@ -166,17 +169,17 @@ def test_a_descriptor_reused_while_the_reader_waits_is_not_a_drop(core: str, fam
             assert _wait_stats(ex, lambda s: s["messages"] == 9)["messages"] == 9
             filler.send(frames(9, 1100))  # a batch over the reader's 1024: it waits in the middle of it
             assert _wait_stats(ex, lambda s: s["backpressure_waits"] >= 1)["backpressure_waits"] >= 1
-            before = _open_descriptors(ex.proc.pid)
+            before = open_descriptors(ex.proc.pid)
             first.close(linger=10_000)
             last = context.socket(zmq.PUSH)
             last.connect(_lute_address(ex, family))
             last.send(frames(1109, 1))
             last.close(linger=10_000)
             deadline = time.monotonic() + 30  # both gone: the last one's message is in the Executor
-            while _open_descriptors(ex.proc.pid) >= before and time.monotonic() < deadline:
+            while open_descriptors(ex.proc.pid) >= before and time.monotonic() < deadline:
                 time.sleep(0.01)
-            if _open_descriptors(ex.proc.pid) >= before:  # (once under CI load: what is asserted holds all the same)
-                warnings.warn(f"the Executor still has {_open_descriptors(ex.proc.pid)} descriptors open (had "
+            if open_descriptors(ex.proc.pid) >= before:  # (once under CI load: what is asserted holds all the same)
+                warnings.warn(f"the Executor still has {open_descriptors(ex.proc.pid)} descriptors open (had "
                               f"{before}): the two connections may not both be closed while its reader waits")
             got = ex.read(1109, 30)
             filler.close(linger=10_000)

@@ -93,6 +93,11 @@ class ExecutorProcess:
         self.close()
 
 
+def open_descriptors(pid: int) -> int:
+    """Descriptors process ``pid`` holds open (read from /proc: the Executor may have none to spare)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def executor_process(core: str, family: str, options: Optional[Dict[str, Any]] = None,
                      nofile: Optional[int] = None) -> ExecutorProcess:
     """An Executor process for ``family`` on ``core`` (skips the Cython core when it is not built)."""

@@ -17,7 +17,6 @@ every message, and nothing of the peers' is delivered.
 
 from __future__ import annotations
 
-import os
 import resource
 import socket
 import threading
@@ -26,7 +25,7 @@ from typing import Iterator, List
 
 import pytest
 
-from tests.redteam.rt14z_common import CORES, executor_process, run_task
+from tests.redteam.rt14z_common import CORES, executor_process, open_descriptors, run_task
 
 pytest.importorskip("zmq")
 
@@ -87,10 +86,6 @@ def _keep_open(port: int, idle: List[socket.socket], count: int) -> None:
             return
 
 
-def _open_descriptors(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
 @pytest.fixture
 def descriptors_for_the_flood() -> Iterator[None]:
     """This test process holds up to FLOOD_MAX connections: its own open-file limit must allow
@@ -130,22 +125,24 @@ def test_a_sustained_flood_of_idle_connections_does_not_grow_the_executor(
         idle: List[socket.socket] = []
         flood = 300
         peak = 0
+
+        def flood_step() -> None:
+            """Keep ``flood`` connections open; grow it while the Executor has descriptors to spare."""
+            nonlocal flood, peak
+            _keep_open(port, idle, flood)
+            peak = max(peak, open_descriptors(pid))
+            if peak < EXECUTOR_FILES and len(idle) >= flood:
+                flood = min(FLOOD_MAX, flood + 50)
+            time.sleep(0.05)
+
         try:
             start = time.monotonic()
             while time.monotonic() - start < 2:
-                _keep_open(port, idle, flood)
-                peak = max(peak, _open_descriptors(pid))
-                if peak < EXECUTOR_FILES and len(idle) >= flood:
-                    flood = min(FLOOD_MAX, flood + 50)
-                time.sleep(0.05)
+                flood_step()
             before = _rss_mib(pid)
             failures = 0
             while time.monotonic() - start < 8 or (failures == 0 and time.monotonic() - start < 20):
-                _keep_open(port, idle, flood)
-                peak = max(peak, _open_descriptors(pid))
-                if peak < EXECUTOR_FILES and len(idle) >= flood:
-                    flood = min(FLOOD_MAX, flood + 50)
-                time.sleep(0.05)
+                flood_step()
                 if time.monotonic() - start >= 8:
                     failures = ex.stats()["accept_failures"]
             after = _rss_mib(pid)
