@@ -400,7 +400,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     plot = getattr(args, "plot", None)
     before = _mtime_ns(plot) if plot else None
     status = run(args)
-    if plot and (_mtime_ns(plot) is None or _mtime_ns(plot) == before):
+    if plot and status != 2 and (_mtime_ns(plot) is None or _mtime_ns(plot) == before):  # 2: a usage error, said
         # Asked for a plot and did not get one (e.g. matplotlib missing): not a success.
         sys.stderr.write(f"{args.prog} bench: error: --plot {plot} was not written (see 'plot skipped' above)\n")
         return max(status, EXIT_FAILURE)

@@ -19,6 +19,7 @@ from .timing import interleaved_rounds
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
+EXIT_USAGE = 2
 
 
 def _selected_contenders(args: argparse.Namespace, report: Report, workers: Workers, out: TextIO) -> List[str]:
@@ -118,17 +119,26 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, progress: TextIO = s
 
     logging.getLogger("lute_ipc").setLevel(logging.ERROR)  # no security warnings from the LUTE-style clients
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    rounds = args.rounds if args.rounds else PLANS[mode].rounds
+    rounds = args.rounds if args.rounds is not None else PLANS[mode].rounds
     if rounds < 1 or rounds > 100:
-        progress.write(f"{getattr(args, 'prog', 'lute-ipc')} bench: error: --rounds must be 1..100\n")
-        return 2
+        return _usage_error(args, progress, "--rounds must be 1..100")
+    for option in ("json", "plot", "markdown"):  # before measuring: a bad path must not cost the run
+        why = _unwritable(getattr(args, option, None))
+        if why:
+            return _usage_error(args, progress, f"--{option} {getattr(args, option)}: {why}")
     if args.from_json:
         from .report import load_json
 
-        return _outputs(load_json(args.from_json), args, out)
+        try:
+            loaded = load_json(args.from_json)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return _usage_error(args, progress, f"--from-json {args.from_json}: not a report written by --json "
+                                f"({type(exc).__name__}: {exc})")
+        return _outputs(loaded, args, out, progress)
     scenarios = list(args.scenario or SCENARIOS)
     shapes = [name for name in SHAPE_BY_NAME if name in (args.shape or SHAPE_BY_NAME)]
     report = Report(describe(mode, rounds))
+    report.meta["arguments"] = _selection_arguments(args, mode, rounds)
     started = time.monotonic()
     workers = Workers()
     try:
@@ -136,6 +146,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, progress: TextIO = s
                   f"{report.meta['cpus']} CPUs, python {report.meta['versions']['python']}, {rounds} round(s), "
                   f"load average {report.meta['load_average_start'][0]:.1f}\n")
         contenders = _selected_contenders(args, report, workers, out)
+        if not any(scenario in CONTENDER_BY_NAME[name].scenarios for scenario in scenarios for name in contenders):
+            return _usage_error(args, progress, _nothing_to_measure(scenarios, contenders))
         report.meta["implementations"] = {"default worker": workers.implementation(False)}
         out.flush()
         measure(report, scenarios, contenders, shapes, mode, rounds, workers, progress)
@@ -144,11 +156,59 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, progress: TextIO = s
     report.meta["duration_s"] = round(time.monotonic() - started, 1)
     report.meta["load_average_end"] = list(os.getloadavg())
     report.compute_ratios()
-    return _outputs(report, args, out)
+    return _outputs(report, args, out, progress)
 
 
-def _outputs(report: Report, args: argparse.Namespace, out: TextIO) -> int:
+def _selection_arguments(args: argparse.Namespace, mode: str, rounds: int) -> List[str]:
+    """The arguments that chose what was measured (for the report page's command line)."""
+    words = [f"--{mode}"] if mode != "full" else []
+    if rounds != PLANS[mode].rounds:
+        words += ["--rounds", str(rounds)]
+    if args.pure:
+        words.append("--pure")
+    for option in ("scenario", "contender", "shape"):
+        for value in getattr(args, option) or []:
+            words += [f"--{option}", value]
+    return words
+
+
+def _usage_error(args: argparse.Namespace, progress: TextIO, text: str) -> int:
+    progress.write(f"{getattr(args, 'prog', 'lute-ipc')} bench: error: {text}\n")
+    return EXIT_USAGE
+
+
+def _unwritable(path: Optional[str]) -> Optional[str]:
+    """Why ``path`` cannot be written as an output file (None: it can, as far as can be told without writing)."""
+    if not path:
+        return None
+    if os.path.isdir(path):
+        return "is a directory"
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"its folder {folder} does not exist"
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return "not writable"
+    return None
+
+
+def _nothing_to_measure(scenarios: List[str], contenders: List[str]) -> str:
+    if not contenders:
+        return "no contender of the selection can run here (see the 'skipped' lines above; --pure drops the " \
+               "lute_ipc-cython contenders)"
+    where = "; ".join(f"{name}: {', '.join(CONTENDER_BY_NAME[name].scenarios)}" for name in contenders)
+    return f"no selected contender runs in scenario(s) {', '.join(scenarios)} (each runs in: {where})"
+
+
+def _outputs(report: Report, args: argparse.Namespace, out: TextIO, progress: TextIO) -> int:
     print_tables(report, out)
+    try:
+        return _write_outputs(report, args, out)
+    except OSError as exc:  # e.g. a folder removed during the run, a full disk, /proc
+        progress.write(f"{getattr(args, 'prog', 'lute-ipc')} bench: error: an output was not written: {exc}\n")
+        return EXIT_FAILURE
+
+
+def _write_outputs(report: Report, args: argparse.Namespace, out: TextIO) -> int:
     status = EXIT_OK
     if args.json and args.json != args.from_json:
         report.write_json(args.json)

@@ -19,7 +19,7 @@ SCENARIOS: Dict[str, str] = {
     "stream-tcp": "(b) Task process -> Executor, one persistent connection, TCP loopback",
     "lute-per-message": "(c) what a LUTE Task does per message: a new SocketCommunicator(Party.TASK), "
                         "delayed_setup(), write(), clear_communicator(); Unix socket",
-    "lute-per-message-tcp": "(c) the same over TCP loopback (lute_ipc signs every frame)",
+    "lute-per-message-tcp": "(c) the same over TCP loopback (lute_ipc tags every record with HMAC-SHA256)",
     "pipe-mixed": "(d) Task stdout pipe, each pickle followed by a print()ed line",
 }
 """Scenario id -> description, in report order."""
@@ -71,6 +71,9 @@ CONTENDERS: Tuple[Contender, ...] = (
               "msgpack framing of [contents, signal]; yields tuples, builds no Message"),
     Contender("pickle-loads", "pickle.loads floor", "reference", DECODE,
               "bare pickle.loads over payloads already cut: what any pickle decoder pays"),
+    Contender("pickle-loads-each", "pickle.loads, each dropped", "reference", ("decode-buffer",),
+              "the same loop dropping each result before the next, as a read() loop drops its messages (no "
+              "list of results for the garbage collector to walk): the floor of the objects target"),
     Contender("raw-bytes", "raw byte loop", "reference", SOCKETS + PIPES,
               "recv_into/os.read loop of the same bytes lute_ipc sends: the bytes/s ceiling"),
 )
