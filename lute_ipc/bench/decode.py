@@ -8,7 +8,11 @@ Each contender turns the same messages, framed its own way, back into objects:
 * ``msgpack``: ``msgpack.Unpacker`` over ``[contents, signal]`` arrays (it yields tuples,
   not ``Message`` objects: no class to build);
 * ``pickle-loads`` (reference): a bare ``pickle.loads`` loop over payloads already cut
-  out of the stream, the floor any pickle-based decoder pays.
+  out of the stream, the floor any pickle-based decoder pays;
+* ``pickle-loads-each`` (reference, ``decode-buffer`` only): the same loop dropping each result
+  before the next, as an Executor's ``read()`` loop drops its messages (a list of 100,000
+  results makes the garbage collector's passes slower and the loop up to 2x slower for
+  objects): the floor of the objects target.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from .lute_algorithm import LuteDecoder, lute_encode
 
 CHUNK = 8192
 MODES = ("buffer", "8k")
-CONTENDERS = ("lute_ipc-cython", "lute_ipc-pure", "lute", "msgpack", "pickle-loads")
+CONTENDERS = ("lute_ipc-cython", "lute_ipc-pure", "lute", "msgpack", "pickle-loads", "pickle-loads-each")
 
 
 def _pieces(stream: bytes, mode: str) -> List[Any]:
@@ -95,6 +99,17 @@ def decode_run(contender: str, mode: str, shape: str, count: int) -> Callable[[]
         def run_loads() -> int:
             return len([loads(payload) for payload in cut])
         return run_loads
+    if contender == "pickle-loads-each":
+        cut = payloads.pickled_payloads(shape, count)
+        loads = pickle.loads
+
+        def run_loads_each() -> int:
+            got = 0
+            for payload in cut:
+                loads(payload)
+                got += 1
+            return got
+        return run_loads_each
     raise UsageError(f"no decode scenario for contender {contender!r}")
 
 

@@ -21,6 +21,7 @@ _STYLE = {
     "pyzmq": ("tab:blue", "-", "D", 1.6),
     "msgpack": ("tab:purple", "-", "P", 1.6),
     "pickle-loads": ("dimgray", ":", "", 1.6),
+    "pickle-loads-each": ("silver", ":", "", 1.6),
     "raw-bytes": ("black", "--", "", 1.2),
 }
 

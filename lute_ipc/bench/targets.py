@@ -40,7 +40,7 @@ TARGETS: Tuple[Target, ...] = (
     Target("objects, Unix, read() vs pyzmq send_pyobj/recv_pyobj", "objects",
            ("stream-unix", OURS), ("stream-unix", "pyzmq"), 1.5, 1.8),
     Target("objects, Unix, read() vs in-process pickle.loads loop", "objects",
-           ("stream-unix", OURS), ("decode-buffer", "pickle-loads"), 0.85),
+           ("stream-unix", OURS), ("decode-buffer", "pickle-loads-each"), 0.85),
     Target("objects, TCP signed, read() vs pyzmq", "objects",
            ("stream-tcp", OURS), ("stream-tcp", "pyzmq"), 1.2),
     Target("text, Unix, read() vs pyzmq (no target: the codec's fast path)", "text",
