@@ -131,7 +131,9 @@ def write_markdown(report: Report, path: str, plot_path: Optional[str] = None) -
         "anything. `multiprocessing.connection` listens with the same backlog as "
         "the others (its default of 1 drops connections under load).",
         "* LUTE's reader and one-buffer decoder copy a quadratic number of bytes, so they move fewer messages "
-        "(the JSON gives every count); that flatters them.",
+        "(the JSON gives every count); that flatters them. The LUTE algorithm's Task, the raw byte loop and "
+        "the pickle references pickle their messages before the clock starts (lute_ipc's `write()` pickles "
+        "inside the timed loop): that flatters them too.",
         "* The targets table puts the issue's targets next to same-run ratios of the `read()` row (LUTE's API). "
         "Timing on a shared machine is noisy; `python -m lute_ipc.bench.callgrind` gives deterministic instruction "
         "counts of the decode of the text and objects shapes (Cython, pure, bare `pickle.loads`), to check those "
