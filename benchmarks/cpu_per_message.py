@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import socket
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,8 @@ from multiprocessing.connection import Client, Listener
 from typing import Any, Dict, List, Tuple
 
 from lute_ipc.bench import payloads
+from lute_ipc.bench.task_side import connect
+from lute_ipc.bench.transports import _LUTE_TCP, _listener
 from lute_ipc.framing import encode_frame
 from lute_ipc.message import Party
 from lute_ipc.sockets import SocketCommunicator
@@ -75,7 +76,7 @@ class Trial:
             for name in [n for n in os.environ if n.startswith("LUTE_") and n != "LUTE_IPC_PURE_PYTHON"]:
                 del os.environ[name]
             if tcp:
-                os.environ.update({"LUTE_USE_TCP": "1", "LUTE_BIND_HOST": "127.0.0.1"})
+                os.environ.update(_LUTE_TCP)
             self.executor = SocketCommunicator(Party.EXECUTOR, use_zmq=False)
             self.executor.delayed_setup()
             self.env = {n: v for n, v in os.environ.items() if n.startswith("LUTE_")}
@@ -84,13 +85,9 @@ class Trial:
                                      family="AF_INET" if tcp else "AF_UNIX")
             self.address: Any = self.listener.address
         else:
-            family = socket.AF_INET if tcp else socket.AF_UNIX
-            self.server = socket.socket(family, socket.SOCK_STREAM)
-            self.server.bind(("127.0.0.1", 0) if tcp else os.path.join(directory, "raw.sock"))
-            self.server.listen()
-            self.address = self.server.getsockname()
-            self.frame = encode_frame(self.msgs[0]) if payloads.shape(shape).fixed else b""
-            self.frames = [self.frame] * count if self.frame else [encode_frame(m) for m in self.msgs]
+            self.server, self.address = _listener(transport, directory)
+            self.frames = [encode_frame(self.msgs[0])] * count if payloads.shape(shape).fixed \
+                else [encode_frame(msg) for msg in self.msgs]
 
     def task(self) -> None:
         """The forked Task: connect, write every message, close (and let the Executor confirm)."""
@@ -110,8 +107,7 @@ class Trial:
                 send(msg)
             conn.close()
         else:
-            sock = socket.socket(self.server.family, socket.SOCK_STREAM)
-            sock.connect(self.address)
+            sock = connect(self.address)
             sendall = sock.sendall
             for frame in self.frames:
                 sendall(frame)

@@ -395,12 +395,12 @@ def _configure_bench(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from .bench.main import run
+    from .bench.main import EXIT_USAGE, run
 
     plot = getattr(args, "plot", None)
     before = _mtime_ns(plot) if plot else None
     status = run(args)
-    if plot and status != 2 and (_mtime_ns(plot) is None or _mtime_ns(plot) == before):  # 2: a usage error, said
+    if plot and status != EXIT_USAGE and (_mtime_ns(plot) is None or _mtime_ns(plot) == before):  # said already
         # Asked for a plot and did not get one (e.g. matplotlib missing): not a success.
         sys.stderr.write(f"{args.prog} bench: error: --plot {plot} was not written (see 'plot skipped' above)\n")
         return max(status, EXIT_FAILURE)

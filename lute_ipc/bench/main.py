@@ -172,8 +172,12 @@ def _selection_arguments(args: argparse.Namespace, mode: str, rounds: int) -> Li
     return words
 
 
-def _usage_error(args: argparse.Namespace, progress: TextIO, text: str) -> int:
+def _error_line(args: argparse.Namespace, progress: TextIO, text: str) -> None:
     progress.write(f"{getattr(args, 'prog', 'lute-ipc')} bench: error: {text}\n")
+
+
+def _usage_error(args: argparse.Namespace, progress: TextIO, text: str) -> int:
+    _error_line(args, progress, text)
     return EXIT_USAGE
 
 
@@ -204,7 +208,7 @@ def _outputs(report: Report, args: argparse.Namespace, out: TextIO, progress: Te
     try:
         return _write_outputs(report, args, out)
     except OSError as exc:  # e.g. a folder removed during the run, a full disk, /proc
-        progress.write(f"{getattr(args, 'prog', 'lute-ipc')} bench: error: an output was not written: {exc}\n")
+        _error_line(args, progress, f"an output was not written: {exc}")
         return EXIT_FAILURE
 
 

@@ -19,8 +19,6 @@ from .targets import target_rows
 NOTES_START = "<!-- notes -->"
 NOTES_END = "<!-- /notes -->"
 _DEFAULT_NOTES = "_(No notes yet: write the analysis of these numbers here; regeneration keeps it.)_"
-COMMAND = "python -m lute_ipc bench --plot docs/benchmarks.png --markdown docs/benchmarks.md"
-"""The command that regenerates the project's report page with the default selection."""
 
 
 def command(meta: Dict[str, Any], path: str, plot_path: Optional[str]) -> str:
@@ -184,4 +182,4 @@ def write_markdown(report: Report, path: str, plot_path: Optional[str] = None) -
         page.write("\n".join(lines))
 
 
-__all__ = ["write_markdown", "findings", "noise", "COMMAND"]
+__all__ = ["write_markdown", "findings", "noise", "command"]
